@@ -1,0 +1,52 @@
+// One esbuild script, one entry per target: the extension host, the CLI and the webviews.
+import * as esbuild from "esbuild";
+import fs from "node:fs";
+
+const watch = process.argv.includes("--watch");
+const production = process.argv.includes("--production");
+const quiet = process.argv.includes("--quiet");
+
+/** Node targets: the extension host (loaded by VS Code) and the CLI (`quantlens`). */
+const nodeCommon = {
+  bundle: true,
+  platform: "node",
+  target: "node20",
+  format: "cjs",
+  sourcemap: true,
+  minify: production,
+  // vscode is provided by the host; onnxruntime-node ships native binaries and must stay a
+  // real module on disk; the addon is loaded by path at run time.
+  external: ["vscode", "onnxruntime-node"],
+  logLevel: quiet ? "warning" : "info",
+};
+
+const targets = [
+  { ...nodeCommon, entryPoints: { extension: "extension/src/extension.ts" }, outdir: "dist" },
+  {
+    ...nodeCommon,
+    entryPoints: { cli: "extension/src/cli/main.ts" },
+    outdir: "dist",
+    banner: { js: "#!/usr/bin/env node" },
+  },
+];
+
+if (fs.existsSync("webview/src/main.ts")) {
+  targets.push({
+    bundle: true,
+    platform: "browser",
+    target: "es2022",
+    format: "iife",
+    sourcemap: true,
+    minify: production,
+    entryPoints: { webview: "webview/src/main.ts" },
+    outdir: "dist",
+    logLevel: quiet ? "warning" : "info",
+  });
+}
+
+if (watch) {
+  for (const t of targets) (await esbuild.context(t)).watch();
+} else {
+  await Promise.all(targets.map((t) => esbuild.build(t)));
+  fs.chmodSync("dist/cli.js", 0o755);
+}
