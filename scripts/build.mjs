@@ -5,6 +5,7 @@ import fs from "node:fs";
 const watch = process.argv.includes("--watch");
 const production = process.argv.includes("--production");
 const quiet = process.argv.includes("--quiet");
+const pkg = JSON.parse(fs.readFileSync("package.json", "utf8"));
 
 /** Node targets: the extension host (loaded by VS Code) and the CLI (`quantlens`). */
 const nodeCommon = {
@@ -18,6 +19,7 @@ const nodeCommon = {
   // real module on disk; the addon is loaded by path at run time.
   external: ["vscode", "onnxruntime-node"],
   logLevel: quiet ? "warning" : "info",
+  define: { __QUANTLENS_VERSION__: JSON.stringify(pkg.version) },
 };
 
 const targets = [

@@ -1,0 +1,419 @@
+import type { NodeProto } from "./proto/onnx_pb";
+import { attrInt, attrInts, GraphIndex } from "./graph";
+import { UnsupportedError } from "../errors";
+import { dtypeName, floatDtype } from "./dtype";
+import type { OnnxModel } from "./model";
+
+/** What a linear layer does in a transformer block (DESIGN.md). */
+export type Role = "q" | "k" | "v" | "o" | "gate" | "up" | "down" | "lm_head" | "other";
+export const ROLES: readonly Role[] = ["q", "k", "v", "o", "gate", "up", "down", "lm_head", "other"];
+
+/**
+ * One linear layer: `y = x W (+ b)` with a constant weight. Logically `W: [in, out]` whatever the
+ * stored layout (MatMul B is `[in, out]`; Gemm with transB=1 or a Transpose in front stores
+ * `[out, in]`).
+ */
+export interface LinearLayer {
+  /** Node name (or `<op>#<index>` when the node is unnamed). Unique within the model. */
+  name: string;
+  op: "MatMul" | "Gemm";
+  nodeIndex: number;
+  /** Initializer holding the weight. */
+  weight: string;
+  /** Orientation of the stored initializer. */
+  layout: "in_out" | "out_in";
+  /** Ops between the initializer and the linear, nearest to the initializer first. */
+  weightPath: string[];
+  in: number;
+  out: number;
+  /** Stored dtype of the weight initializer (float32, float16, bfloat16, or a quantized type). */
+  dtype: string;
+  bias?: string;
+  /** The activation tensor the layer reads. */
+  input: string;
+  output: string;
+  /** Transformer block index, `null` outside the blocks (lm_head, projections). */
+  block: number | null;
+  role: Role;
+  roleSource: "name" | "structure" | "none";
+  /** Layers reading the same activation (q/k/v; gate/up) share a group id. */
+  shareGroup: number;
+  /** For lm_head: the embedding initializer it is tied to (same values, transposed). */
+  tiedTo?: string;
+}
+
+export interface ShareGroup {
+  id: number;
+  /** The activation tensor the layers read (after skipping reshapes). */
+  input: string;
+  layers: string[];
+}
+
+export interface Embedding {
+  /** Gather node and its table initializer `[vocab, hidden]`. */
+  node: string;
+  weight: string;
+  vocab: number;
+  hidden: number;
+}
+
+export interface LinearIndex {
+  layers: LinearLayer[];
+  shareGroups: ShareGroup[];
+  embeddings: Embedding[];
+  /** Number of transformer blocks found (max block index + 1). */
+  blocks: number;
+  graph: GraphIndex;
+}
+
+const WEIGHT_PASSTHROUGH = new Set(["Transpose", "Cast", "Identity", "DequantizeLinear"]);
+const SHAPE_ONLY = new Set(["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose"]);
+const NONLINEAR = new Set(["Sigmoid", "Relu", "Gelu", "FastGelu", "QuickGelu", "BiasGelu", "Tanh", "Erf", "Softplus", "Silu", "Swish", "Elu", "Selu", "HardSigmoid", "HardSwish", "Mish", "LeakyRelu"]);
+
+/** Find every linear layer of a model, with roles, blocks, share groups and tied embeddings. */
+export function indexLinears(model: OnnxModel): LinearIndex {
+  const g = new GraphIndex(model.graph);
+  const layers: LinearLayer[] = [];
+  g.nodes.forEach((node, nodeIndex) => {
+    const l = asLinear(model, g, node, nodeIndex);
+    if (l) layers.push(l);
+  });
+
+  // Share groups: layers whose inputs are the same tensor once reshapes are skipped.
+  const groupOf = new Map<string, ShareGroup>();
+  const shareGroups: ShareGroup[] = [];
+  for (const l of layers) {
+    const key = canonicalSource(g, l.input);
+    let group = groupOf.get(key);
+    if (!group) {
+      group = { id: shareGroups.length, input: key, layers: [] };
+      groupOf.set(key, group);
+      shareGroups.push(group);
+    }
+    group.layers.push(l.name);
+    l.shareGroup = group.id;
+  }
+
+  const embeddings = findEmbeddings(model, g);
+  for (const l of layers) nameRole(l);
+  inferRolesFromStructure(g, layers, shareGroups, embeddings);
+  assignBlocks(layers);
+  markTied(model, layers, embeddings);
+  const blocks = layers.reduce((m, l) => (l.block !== null ? Math.max(m, l.block + 1) : m), 0);
+  return { layers, shareGroups, embeddings, blocks, graph: g };
+}
+
+/** A MatMul (weight as B) or Gemm (transA = 0) whose weight traces back to a 2-D initializer. */
+function asLinear(model: OnnxModel, g: GraphIndex, node: NodeProto, nodeIndex: number): LinearLayer | undefined {
+  if (node.domain && node.domain !== "ai.onnx") return undefined;
+  if (node.opType !== "MatMul" && node.opType !== "Gemm") return undefined;
+  if (node.input.length < 2 || g.isConstant(node.input[0])) return undefined;
+  if (node.opType === "Gemm" && attrInt(node, "transA", 0) !== 0) return undefined;
+  const w = traceWeight(g, node.input[1]);
+  if (!w) return undefined;
+  const info = model.info(w.initializer);
+  if (!info || info.dims.length !== 2) return undefined;
+  let transposed = w.transposed;
+  if (node.opType === "Gemm" && attrInt(node, "transB", 0) === 1) transposed = !transposed;
+  // Stored [r, c]: `in_out` when not transposed on the way to the linear.
+  // Float weights are what QuantLens quantizes; integer weights behind a DequantizeLinear are an
+  // already-quantized layer (listed, not re-read). Anything else is a weight we cannot read.
+  if (!floatDtype(info.dataType) && !w.path.includes("DequantizeLinear")) {
+    throw new UnsupportedError(
+      `${model.file} (tensor '${w.initializer}'): linear layer '${g.nodeLabel(node)}' has a ${dtypeName(info.dataType)} weight; QuantLens reads float32, float16 and bfloat16 weights`,
+    );
+  }
+  const [r, c] = info.dims;
+  const layout = transposed ? "out_in" : "in_out";
+  const bias = node.opType === "Gemm" && node.input[2] ? node.input[2] : undefined;
+  return {
+    name: g.nodeLabel(node),
+    op: node.opType,
+    nodeIndex,
+    weight: w.initializer,
+    layout,
+    weightPath: w.path,
+    in: transposed ? c : r,
+    out: transposed ? r : c,
+    dtype: dtypeName(info.dataType),
+    bias,
+    input: node.input[0],
+    output: node.output[0],
+    block: null,
+    role: "other",
+    roleSource: "none",
+    shareGroup: -1,
+  };
+}
+
+function traceWeight(
+  g: GraphIndex,
+  tensor: string,
+): { initializer: string; transposed: boolean; path: string[] } | undefined {
+  let cur = tensor;
+  let transposed = false;
+  const path: string[] = [];
+  for (let depth = 0; depth < 8; depth++) {
+    if (g.initializerNames.has(cur)) return { initializer: cur, transposed, path: path.reverse() };
+    const p = g.producer.get(cur);
+    if (!p || !WEIGHT_PASSTHROUGH.has(p.opType)) return undefined;
+    if (p.opType === "Transpose") {
+      const perm = attrInts(p, "perm");
+      if (perm && !(perm.length === 2 && perm[0] === 1 && perm[1] === 0)) return undefined;
+      transposed = !transposed;
+    }
+    path.push(p.opType);
+    cur = p.input[0];
+  }
+  return undefined;
+}
+
+/** Walk back through shape-only ops so `Reshape(x)` and `x` count as one input. */
+function canonicalSource(g: GraphIndex, tensor: string): string {
+  let cur = tensor;
+  for (let depth = 0; depth < 6; depth++) {
+    const p = g.producer.get(cur);
+    if (!p || !SHAPE_ONLY.has(p.opType)) break;
+    cur = p.input[0];
+  }
+  return cur;
+}
+
+// ---- roles from names (Optimum / torch-export / HF parameter conventions) --------------------
+
+const FUSED = /(^|[._/])(qkv_proj|query_key_value|c_attn|wqkv|w_pack|gate_up_proj)([._/]|$)/i;
+const NAME_RULES: Array<[Role, RegExp]> = [
+  ["lm_head", /(^|[._/])(lm_head|embed_out|output_layer)([._/]|$)/i],
+  ["q", /(^|[._/])(q_proj|query|wq|q_lin|q)([._/]|$)/i],
+  ["k", /(^|[._/])(k_proj|key|wk|k_lin|k)([._/]|$)/i],
+  ["v", /(^|[._/])(v_proj|value|wv|v_lin|v)([._/]|$)/i],
+  ["o", /(^|[._/])(o_proj|out_proj|wo|out_lin|o)([._/]|$)/i],
+  ["o", /(attn|attention)[._/](dense|c_proj)([._/]|$)/i],
+  ["gate", /(^|[._/])(gate_proj|w1|gate)([._/]|$)/i],
+  ["up", /(^|[._/])(up_proj|w3|dense_h_to_4h|fc1|c_fc|fc_in|up)([._/]|$)/i],
+  ["down", /(^|[._/])(down_proj|w2|dense_4h_to_h|fc2|fc_out|down)([._/]|$)/i],
+  ["down", /(mlp|ffn|feed_forward)[._/]c_proj([._/]|$)/i],
+];
+const BLOCK_RULE = /(^|[._/])(?:layers|layer|blocks|block|h|encoder\.layer|decoder\.layers)[._/](\d+)([._/]|$)/i;
+
+function nameRole(l: LinearLayer): void {
+  // Node names are as exported (`/model/layers.0/self_attn/q_proj/MatMul`); weight names are
+  // parameter names (`model.layers.0.self_attn.q_proj.weight`). Either may be anonymous.
+  for (const name of [l.name, l.weight]) {
+    const block = BLOCK_RULE.exec(name);
+    if (block && l.block === null) l.block = Number(block[2]);
+    if (l.roleSource !== "none") continue;
+    if (FUSED.test(name)) {
+      l.roleSource = "name"; // a fused projection: known, but none of the single roles
+      continue;
+    }
+    for (const [role, re] of NAME_RULES) {
+      if (re.test(name)) {
+        l.role = role;
+        l.roleSource = "name";
+        break;
+      }
+    }
+  }
+  if (l.role === "lm_head") l.block = null;
+}
+
+// ---- roles from graph structure (for anonymous exports) --------------------------------------
+
+function findEmbeddings(model: OnnxModel, g: GraphIndex): Embedding[] {
+  const out: Embedding[] = [];
+  for (const n of g.nodes) {
+    if (n.opType !== "Gather" || !g.initializerNames.has(n.input[0])) continue;
+    const info = model.info(n.input[0]);
+    if (!info || info.dims.length !== 2 || !["float32", "float16", "bfloat16"].includes(info.dtype)) continue;
+    if (attrInt(n, "axis", 0) !== 0 || g.isConstant(n.input[1])) continue;
+    out.push({ node: g.nodeLabel(n), weight: n.input[0], vocab: info.dims[0], hidden: info.dims[1] });
+  }
+  return out;
+}
+
+interface ActMatMulHit {
+  node: NodeProto;
+  side: number;
+}
+
+/**
+ * The first activation×activation MatMul (attention scores or context) reached forward from
+ * `tensor`, without passing through another linear layer, and which of its inputs the path
+ * arrived on.
+ */
+function firstActMatMul(g: GraphIndex, linearNodes: Set<NodeProto>, tensor: string): ActMatMulHit | undefined {
+  const seen = new Set<string>([tensor]);
+  let frontier = [tensor];
+  for (let depth = 0; depth < 16 && frontier.length; depth++) {
+    const next: string[] = [];
+    for (const t of frontier) {
+      for (const c of g.consumersOf(t)) {
+        if (linearNodes.has(c)) continue;
+        if (c.opType === "MatMul" && !g.isConstant(c.input[0]) && !g.isConstant(c.input[1])) {
+          return { node: c, side: c.input[0] === t ? 0 : 1 };
+        }
+        for (const o of c.output) if (o && !seen.has(o)) seen.add(o), next.push(o);
+      }
+    }
+    frontier = next;
+  }
+  return undefined;
+}
+
+/** Whether a nonlinearity consumes `tensor` within a couple of steps (gate of a gated MLP). */
+function feedsNonlinearity(g: GraphIndex, tensor: string, depth = 3): boolean {
+  if (depth === 0) return false;
+  for (const c of g.consumersOf(tensor)) {
+    if (NONLINEAR.has(c.opType)) return true;
+    if ((c.opType === "Div" || c.opType === "Mul") && c.output[0] && depth > 1) {
+      // GELU written out: x/√2 → Erf; or x·c → Sigmoid.
+      for (const cc of g.consumersOf(c.output[0])) if (NONLINEAR.has(cc.opType)) return true;
+    }
+  }
+  return false;
+}
+
+/** Ops walked back from a linear's input until another linear or an act×act MatMul is hit. */
+function inputComesFrom(g: GraphIndex, linearNodes: Set<NodeProto>, tensor: string): "attention" | "gated" | "nonlinear" | "unknown" {
+  let cur = tensor;
+  for (let depth = 0; depth < 8; depth++) {
+    const p = g.producer.get(cur);
+    if (!p) return "unknown";
+    if (SHAPE_ONLY.has(p.opType)) {
+      cur = p.input[0];
+      continue;
+    }
+    if (p.opType === "MatMul" && !linearNodes.has(p) && !g.isConstant(p.input[1])) return "attention";
+    if (p.opType === "Mul") return "gated";
+    if (NONLINEAR.has(p.opType)) return "nonlinear";
+    return "unknown";
+  }
+  return "unknown";
+}
+
+function inferRolesFromStructure(g: GraphIndex, layers: LinearLayer[], groups: ShareGroup[], embeddings: Embedding[]): void {
+  const byName = new Map(layers.map((l) => [l.name, l]));
+  const linearNodes = new Set(layers.map((l) => g.nodes[l.nodeIndex]));
+  const vocabs = new Set(embeddings.map((e) => e.vocab));
+  const set = (l: LinearLayer, role: Role) => {
+    if (l.roleSource !== "none") return;
+    l.role = role;
+    l.roleSource = "structure";
+  };
+
+  // lm_head: projects to the vocabulary and feeds a graph output with no linear in between.
+  for (const l of layers) {
+    if (l.roleSource !== "none") continue;
+    const vocabSized = vocabs.size ? vocabs.has(l.out) : l.out > 4 * l.in;
+    if (vocabSized && reachesGraphOutput(g, linearNodes, l.output)) set(l, "lm_head");
+  }
+
+  for (const group of groups) {
+    const members = group.layers.map((n) => byName.get(n)!).filter((l) => l.roleSource === "none");
+    if (members.length >= 3) {
+      // q and k meet at the score MatMul (q on the left, kᵀ on the right); v reaches the
+      // context MatMul on the right.
+      const hits = members.map((l) => ({ l, hit: firstActMatMul(g, linearNodes, l.output) }));
+      for (const a of hits) {
+        if (!a.hit) continue;
+        const partner = hits.find((b) => b !== a && b.hit?.node === a.hit!.node);
+        if (partner) set(a.l, a.hit.side === 0 ? "q" : "k");
+        else set(a.l, "v");
+      }
+    } else if (members.length === 2) {
+      const [a, b] = members;
+      const aGate = feedsNonlinearity(g, a.output);
+      const bGate = feedsNonlinearity(g, b.output);
+      if (aGate !== bGate) {
+        set(a, aGate ? "gate" : "up");
+        set(b, bGate ? "gate" : "up");
+      }
+    } else if (members.length === 1) {
+      const l = members[0];
+      const from = inputComesFrom(g, linearNodes, l.input);
+      if (from === "attention") set(l, "o");
+      else if (from === "gated" || from === "nonlinear") set(l, "down");
+      else if (feedsNonlinearity(g, l.output)) set(l, "up");
+    }
+  }
+}
+
+function reachesGraphOutput(g: GraphIndex, linearNodes: Set<NodeProto>, tensor: string): boolean {
+  let frontier = [tensor];
+  const seen = new Set(frontier);
+  for (let depth = 0; depth < 8 && frontier.length; depth++) {
+    const next: string[] = [];
+    for (const t of frontier) {
+      if (g.graphOutputs.has(t)) return true;
+      for (const c of g.consumersOf(t)) {
+        if (linearNodes.has(c)) continue;
+        for (const o of c.output) if (o && !seen.has(o)) seen.add(o), next.push(o);
+      }
+    }
+    frontier = next;
+  }
+  return false;
+}
+
+/**
+ * Blocks for layers whose names carry none: in graph order, a block starts at each attention
+ * input (q) — or, in a model without attention roles, at each MLP input (gate/up).
+ */
+function assignBlocks(layers: LinearLayer[]): void {
+  if (layers.every((l) => l.block !== null || l.role === "lm_head")) return;
+  const starts: Role = layers.some((l) => l.role === "q") ? "q" : layers.some((l) => l.role === "gate") ? "gate" : "up";
+  let block = -1;
+  for (const l of layers) {
+    if (l.role === "lm_head") {
+      l.block = null;
+      continue;
+    }
+    if (l.role === starts) block++;
+    if (l.block === null) l.block = Math.max(block, 0);
+    else block = l.block;
+  }
+}
+
+/**
+ * An lm_head is tied to an embedding when its weight is the embedding table itself (through a
+ * Transpose) or holds the same values transposed: compared whole up to 16M entries, else at
+ * 65,536 evenly spread positions (independent tables differ at nearly every one).
+ */
+function markTied(model: OnnxModel, layers: LinearLayer[], embeddings: Embedding[]): void {
+  for (const l of layers) {
+    if (l.role !== "lm_head") continue;
+    for (const e of embeddings) {
+      if (l.weight === e.weight) {
+        l.tiedTo = e.weight;
+        break;
+      }
+      if (l.in !== e.hidden || l.out !== e.vocab) continue;
+      if (sameTransposed(model, l, e)) {
+        l.tiedTo = e.weight;
+        break;
+      }
+    }
+  }
+}
+
+function sameTransposed(model: OnnxModel, l: LinearLayer, e: Embedding): boolean {
+  const total = e.vocab * e.hidden;
+  // Small tables (up to 16M entries) are compared whole; bigger ones at evenly spread positions.
+  const whole = total <= 1 << 24;
+  const embed = whole ? model.readFloat32(e.weight) : undefined;
+  const weight = whole ? model.readFloat32(l.weight) : undefined;
+  const samples = whole ? total : 65_536;
+  const stride = total / samples;
+  for (let s = 0; s < samples; s++) {
+    const idx = Math.floor(s * stride);
+    const v = Math.floor(idx / e.hidden); // embedding [vocab, hidden]
+    const h = idx % e.hidden;
+    // Weight logical [in=hidden, out=vocab]; stored in_out → [h, v], out_in → [v, h].
+    const widx = l.layout === "in_out" ? h * e.vocab + v : v * e.hidden + h;
+    const a = embed ? embed[idx] : model.readFloat32(e.weight, idx, 1)[0];
+    const b = weight ? weight[widx] : model.readFloat32(l.weight, widx, 1)[0];
+    if (!Object.is(a, b)) return false;
+  }
+  return true;
+}
