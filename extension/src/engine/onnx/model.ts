@@ -277,6 +277,9 @@ export class OnnxModel {
         }
       }
     }
+    if (this.graph.output.length === 0) {
+      throw new BadModelError(this.file, "the graph has no outputs (truncated or corrupt file?)");
+    }
     for (const o of this.graph.output) {
       if (!defined.has(o.name)) {
         throw new BadModelError(this.file, `graph output '${o.name}' is not produced by any node (truncated or corrupt file?)`);

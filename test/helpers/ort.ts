@@ -1,0 +1,45 @@
+import fs from "node:fs";
+import path from "node:path";
+import * as ort from "onnxruntime-node";
+import { STORIES } from "./paths";
+
+export interface RefCase {
+  name: string;
+  shape: [number, number];
+  ids: number[];
+  logits: Float32Array;
+}
+
+/** The reference logits in test/fixtures/stories260K/ref (see its REF.md). */
+export function loadRefCases(): RefCase[] {
+  const dir = path.join(STORIES, "ref");
+  const cases = JSON.parse(fs.readFileSync(path.join(dir, "cases.json"), "utf8")) as Record<
+    string,
+    { shape: [number, number]; ids: number[] }
+  >;
+  return Object.entries(cases).map(([name, c]) => {
+    const buf = fs.readFileSync(path.join(dir, `${name}.logits.f32`));
+    const logits = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length));
+    return { name, shape: c.shape, ids: c.ids, logits };
+  });
+}
+
+/** Run a causal LM (input_ids → logits) with onnxruntime-node on the CPU. */
+export async function runLogits(model: string | Uint8Array, ids: number[], shape: [number, number]): Promise<Float32Array> {
+  const session =
+    typeof model === "string" ? await ort.InferenceSession.create(model) : await ort.InferenceSession.create(model);
+  try {
+    const input = new ort.Tensor("int64", BigInt64Array.from(ids.map(BigInt)), shape);
+    const out = await session.run({ input_ids: input });
+    return out.logits.data as Float32Array;
+  } finally {
+    await session.release();
+  }
+}
+
+export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
