@@ -6,7 +6,6 @@ import {
   TensorProtoSchema,
   TensorProto_DataType as DT,
   ValueInfoProtoSchema,
-  type TensorProto,
 } from "../../extension/src/engine/onnx/proto/onnx_pb";
 
 function valueInfo(name: string, elemType: number, dims: (number | string)[]) {
@@ -19,7 +18,9 @@ function valueInfo(name: string, elemType: number, dims: (number | string)[]) {
           elemType,
           shape: {
             dim: dims.map((d) =>
-              typeof d === "number" ? { value: { case: "dimValue", value: BigInt(d) } } : { value: { case: "dimParam", value: d } },
+              typeof d === "number"
+                ? { value: { case: "dimValue" as const, value: BigInt(d) } }
+                : { value: { case: "dimParam" as const, value: d } },
             ),
           },
         },
@@ -29,7 +30,15 @@ function valueInfo(name: string, elemType: number, dims: (number | string)[]) {
 }
 
 /** `y = x · W` with one weight initializer (any dtype and raw bytes), for bad-input tests. */
-export function singleMatMul(weight: Partial<TensorProto> & { rawData: Uint8Array; dataType: number; dims: bigint[] }): Uint8Array {
+export interface WeightSpec {
+  dims: bigint[];
+  dataType: number;
+  rawData: Uint8Array;
+  floatData?: number[];
+  int32Data?: number[];
+}
+
+export function singleMatMul(weight: WeightSpec): Uint8Array {
   const w = create(TensorProtoSchema, { name: "proj.weight", ...weight });
   const [inF, outF] = weight.dims.map(Number);
   return toBinary(

@@ -64,7 +64,7 @@ describe("quantlens inspect", () => {
   it("prints a readable table", () => {
     const r = quantlens("inspect", STORIES_MODEL);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/\/model\/layers\.4\/mlp\/down_proj\/MatMul\s+│ down\s+│\s+4 │ 172 │  64 │ float32/);
+    expect(r.stdout).toMatch(/\/model\/layers\.4\/mlp\/down_proj\/MatMul\s+│ down\s+│\s+4 │ 172 │ {2}64 │ float32/);
     expect(r.stdout).toMatch(/Linear layers: 36, 259,328 parameters of 260,032/);
   });
 

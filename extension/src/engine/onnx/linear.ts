@@ -253,7 +253,12 @@ function firstActMatMul(g: GraphIndex, linearNodes: Set<NodeProto>, tensor: stri
         if (c.opType === "MatMul" && !g.isConstant(c.input[0]) && !g.isConstant(c.input[1])) {
           return { node: c, side: c.input[0] === t ? 0 : 1 };
         }
-        for (const o of c.output) if (o && !seen.has(o)) seen.add(o), next.push(o);
+        for (const o of c.output) {
+          if (o && !seen.has(o)) {
+            seen.add(o);
+            next.push(o);
+          }
+        }
       }
     }
     frontier = next;
@@ -348,7 +353,12 @@ function reachesGraphOutput(g: GraphIndex, linearNodes: Set<NodeProto>, tensor: 
       if (g.graphOutputs.has(t)) return true;
       for (const c of g.consumersOf(t)) {
         if (linearNodes.has(c)) continue;
-        for (const o of c.output) if (o && !seen.has(o)) seen.add(o), next.push(o);
+        for (const o of c.output) {
+          if (o && !seen.has(o)) {
+            seen.add(o);
+            next.push(o);
+          }
+        }
       }
     }
     frontier = next;
