@@ -45,7 +45,11 @@ function externalModel(location: string, offset: number, length: number, dims = 
   return create(ModelProtoSchema, {
     irVersion: 8n,
     opsetImport: [{ domain: "", version: 17n }],
-    graph: create(GraphProtoSchema, { name: "g", initializer: [t] }),
+    graph: create(GraphProtoSchema, {
+      name: "g",
+      initializer: [t],
+      output: [{ name: "w", type: { value: { case: "tensorType", value: { elemType: TensorProto_DataType.FLOAT } } } }],
+    }),
   });
 }
 

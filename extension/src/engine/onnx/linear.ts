@@ -2,6 +2,7 @@ import type { NodeProto } from "./proto/onnx_pb";
 import { attrInt, attrInts, GraphIndex } from "./graph";
 import { UnsupportedError } from "../errors";
 import { dtypeName, floatDtype } from "./dtype";
+import { bf16BitsToFloat, floatToBf16Bits, floatToHalfBits, halfBitsToFloat } from "../kernels/reference";
 import type { OnnxModel } from "./model";
 
 /** What a linear layer does in a transformer block (DESIGN.md). */
@@ -266,15 +267,17 @@ function firstActMatMul(g: GraphIndex, linearNodes: Set<NodeProto>, tensor: stri
   return undefined;
 }
 
-/** Whether a nonlinearity consumes `tensor` within a couple of steps (gate of a gated MLP). */
-function feedsNonlinearity(g: GraphIndex, tensor: string, depth = 3): boolean {
+/**
+ * Whether a nonlinearity consumes `tensor` within a few steps (the gate of a gated MLP), looking
+ * through shape-only ops (a Gemm's 2-D output is reshaped back first) and the scaling of a
+ * written-out GELU (x/√2 → Erf) or swish (x·β → Sigmoid).
+ */
+function feedsNonlinearity(g: GraphIndex, tensor: string, depth = 4): boolean {
   if (depth === 0) return false;
   for (const c of g.consumersOf(tensor)) {
     if (NONLINEAR.has(c.opType)) return true;
-    if ((c.opType === "Div" || c.opType === "Mul") && c.output[0] && depth > 1) {
-      // GELU written out: x/√2 → Erf; or x·c → Sigmoid.
-      for (const cc of g.consumersOf(c.output[0])) if (NONLINEAR.has(cc.opType)) return true;
-    }
+    const passes = SHAPE_ONLY.has(c.opType) || ((c.opType === "Div" || c.opType === "Mul") && c.input.some((i) => g.isConstant(i)));
+    if (passes && c.output[0] && feedsNonlinearity(g, c.output[0], depth - 1)) return true;
   }
   return false;
 }
@@ -409,6 +412,9 @@ function markTied(model: OnnxModel, layers: LinearLayer[], embeddings: Embedding
 
 function sameTransposed(model: OnnxModel, l: LinearLayer, e: Embedding): boolean {
   const total = e.vocab * e.hidden;
+  // A tied head may be stored in lower precision than the table (fp16 head, fp32 embedding):
+  // compare both after rounding to the coarser of the two dtypes.
+  const round = coarserRounding(model.info(e.weight)!.dtype, model.info(l.weight)!.dtype);
   // Small tables (up to 16M entries) are compared whole; bigger ones at evenly spread positions.
   const whole = total <= 1 << 24;
   const embed = whole ? model.readFloat32(e.weight) : undefined;
@@ -423,7 +429,13 @@ function sameTransposed(model: OnnxModel, l: LinearLayer, e: Embedding): boolean
     const widx = l.layout === "in_out" ? h * e.vocab + v : v * e.hidden + h;
     const a = embed ? embed[idx] : model.readFloat32(e.weight, idx, 1)[0];
     const b = weight ? weight[widx] : model.readFloat32(l.weight, widx, 1)[0];
-    if (!Object.is(a, b)) return false;
+    if (!Object.is(round(a), round(b))) return false;
   }
   return true;
+}
+
+function coarserRounding(a: string, b: string): (x: number) => number {
+  if (a === "bfloat16" || b === "bfloat16") return (x) => bf16BitsToFloat(floatToBf16Bits(x));
+  if (a === "float16" || b === "float16") return (x) => halfBitsToFloat(floatToHalfBits(x));
+  return (x) => x;
 }
