@@ -6,9 +6,12 @@ import * as vscode from "vscode";
 import { inspectModel } from "./engine/inspect";
 import { QuantLensError } from "./engine/errors";
 import { formatInspect } from "./cli/inspect";
+import { configureKernels } from "./engine/kernels/index";
 
 export function activate(context: vscode.ExtensionContext): void {
   const output = vscode.window.createOutputChannel("QuantLens");
+  // Restricted Mode: no native code until the workspace is trusted (the TypeScript kernels run).
+  configureKernels({ log: (m) => output.appendLine(m), allowNative: vscode.workspace.isTrusted });
   context.subscriptions.push(
     output,
     vscode.commands.registerCommand("quantlens.inspectModel", async (uri?: vscode.Uri) => {

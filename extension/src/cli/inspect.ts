@@ -60,7 +60,8 @@ export function formatInspect(r: InspectResult): string {
         .sort((a, b) => b[1] - a[1])
         .map(([op, n]) => `${op} ${n}`)
         .join(", "),
-    `Time: load ${num(r.timing.load_s)} s, index ${num(r.timing.index_s)} s, stats ${num(r.timing.stats_s)} s`,
+    `Time: load ${num(r.timing.load_s)} s, index ${num(r.timing.index_s)} s, stats ${num(r.timing.stats_s)} s` +
+      ` (${r.kernels.native ? `native kernels, ${r.kernels.simd}, ${r.kernels.threads} threads` : `TypeScript kernels: ${r.kernels.reason ?? "native addon off"}`})`,
     "",
   );
   return lines.join("\n");

@@ -5,6 +5,7 @@ import { weightStats, type MomentsFn, type WeightStats } from "./analysis/weight
 import { floatDtype } from "./onnx/dtype";
 import { indexLinears, type LinearLayer, type Role, type ShareGroup, type Embedding } from "./onnx/linear";
 import { OnnxModel } from "./onnx/model";
+import { kernelBackend, type KernelBackend } from "./kernels/index";
 
 export interface InspectedLayer {
   name: string;
@@ -49,6 +50,8 @@ export interface InspectResult {
   };
   ops: Record<string, number>;
   timing: { load_s: number; index_s: number; stats_s: number };
+  /** Which kernels computed the statistics (native addon or the TypeScript fallback). */
+  kernels: KernelBackend;
 }
 
 export interface InspectOptions {
@@ -131,6 +134,7 @@ export async function inspectModel(file: string, opts: InspectOptions = {}): Pro
       },
       ops: index.graph.opHistogram(),
       timing: { load_s: (t1 - t0) / 1000, index_s: (t2 - t1) / 1000, stats_s: (t3 - t2) / 1000 },
+      kernels: kernelBackend(),
     };
   } finally {
     model.close();

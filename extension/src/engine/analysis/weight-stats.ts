@@ -1,4 +1,4 @@
-import { emptyMoments, mergeMoments, momentsExcessKurtosis, momentsRef, momentsStd, type Moments } from "../kernels/reference";
+import { emptyMoments, mergeMoments, moments, momentsExcessKurtosis, momentsStd, type Moments } from "../kernels/index";
 import type { OnnxModel } from "../onnx/model";
 
 /** Whole-tensor statistics of a weight, computed by streaming it in chunks. */
@@ -21,7 +21,7 @@ export type MomentsFn = (x: Float32Array) => Moments | Promise<Moments>;
 export async function weightStats(
   model: OnnxModel,
   tensor: string,
-  momentsOf: MomentsFn = momentsRef,
+  momentsOf: MomentsFn = moments,
   chunkElems = 1 << 22,
 ): Promise<WeightStats> {
   let m = emptyMoments();

@@ -176,7 +176,10 @@ export function f16ToF32Ref(src: Uint16Array, dst: Float32Array): void {
 }
 
 export function bf16ToF32Ref(src: Uint16Array, dst: Float32Array): void {
-  for (let i = 0; i < src.length; i++) dst[i] = bf16BitsToFloat(src[i]);
+  // Write the bit patterns directly: a float32 passing through a JS number may have a signalling
+  // NaN quieted (V8 does it in some tiers, not others), and this must be deterministic.
+  const bits = new Uint32Array(dst.buffer, dst.byteOffset, dst.length);
+  for (let i = 0; i < src.length; i++) bits[i] = src[i] << 16;
 }
 
 export function f32ToF16Ref(src: Float32Array, dst: Uint16Array): void {

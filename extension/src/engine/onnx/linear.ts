@@ -3,6 +3,7 @@ import { attrInt, attrInts, GraphIndex } from "./graph";
 import { UnsupportedError } from "../errors";
 import { dtypeName, floatDtype } from "./dtype";
 import { bf16BitsToFloat, floatToBf16Bits, floatToHalfBits, halfBitsToFloat } from "../kernels/reference";
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from "../kernels/index";
 import type { OnnxModel } from "./model";
 
 /** What a linear layer does in a transformer block (DESIGN.md). */
@@ -390,8 +391,8 @@ function assignBlocks(layers: LinearLayer[]): void {
 
 /**
  * An lm_head is tied to an embedding when its weight is the embedding table itself (through a
- * Transpose) or holds the same values transposed: compared whole up to 16M entries, else at
- * 65,536 evenly spread positions (independent tables differ at nearly every one).
+ * Transpose) or holds the same values transposed: checked at spread positions first, then
+ * element by element up to 16M entries; bigger tables are judged on 65,536 positions.
  */
 function markTied(model: OnnxModel, layers: LinearLayer[], embeddings: Embedding[]): void {
   for (const l of layers) {
@@ -415,27 +416,40 @@ function sameTransposed(model: OnnxModel, l: LinearLayer, e: Embedding): boolean
   // A tied head may be stored in lower precision than the table (fp16 head, fp32 embedding):
   // compare both after rounding to the coarser of the two dtypes.
   const round = coarserRounding(model.info(e.weight)!.dtype, model.info(l.weight)!.dtype);
-  // Small tables (up to 16M entries) are compared whole; bigger ones at evenly spread positions.
-  const whole = total <= 1 << 24;
-  const embed = whole ? model.readFloat32(e.weight) : undefined;
-  const weight = whole ? model.readFloat32(l.weight) : undefined;
-  const samples = whole ? total : 65_536;
-  const stride = total / samples;
+  // Weight logical [in=hidden, out=vocab]; stored in_out → [h, v], out_in → [v, h].
+  const weightIndex = (v: number, h: number) => (l.layout === "in_out" ? h * e.vocab + v : v * e.hidden + h);
+  const at = (tensor: string, i: number) => round.one(model.readFloat32(tensor, i, 1)[0]);
+  // Spread samples first: independent tables differ at nearly every position.
+  const samples = Math.min(total, total <= 1 << 24 ? 1024 : 65_536);
   for (let s = 0; s < samples; s++) {
-    const idx = Math.floor(s * stride);
+    const idx = Math.floor((s * total) / samples);
     const v = Math.floor(idx / e.hidden); // embedding [vocab, hidden]
     const h = idx % e.hidden;
-    // Weight logical [in=hidden, out=vocab]; stored in_out → [h, v], out_in → [v, h].
-    const widx = l.layout === "in_out" ? h * e.vocab + v : v * e.hidden + h;
-    const a = embed ? embed[idx] : model.readFloat32(e.weight, idx, 1)[0];
-    const b = weight ? weight[widx] : model.readFloat32(l.weight, widx, 1)[0];
-    if (!Object.is(round(a), round(b))) return false;
+    if (!Object.is(at(e.weight, idx), at(l.weight, weightIndex(v, h)))) return false;
+  }
+  if (total > 1 << 24) return true;
+  // Small enough (up to 16M entries) to confirm on every element.
+  const embed = round.all(model.readFloat32(e.weight));
+  const weight = round.all(model.readFloat32(l.weight));
+  for (let v = 0; v < e.vocab; v++) {
+    for (let h = 0; h < e.hidden; h++) {
+      if (!Object.is(embed[v * e.hidden + h], weight[weightIndex(v, h)])) return false;
+    }
   }
   return true;
 }
 
-function coarserRounding(a: string, b: string): (x: number) => number {
-  if (a === "bfloat16" || b === "bfloat16") return (x) => bf16BitsToFloat(floatToBf16Bits(x));
-  if (a === "float16" || b === "float16") return (x) => halfBitsToFloat(floatToHalfBits(x));
-  return (x) => x;
+interface Rounding {
+  one(x: number): number;
+  all(x: Float32Array): Float32Array;
+}
+
+function coarserRounding(a: string, b: string): Rounding {
+  if (a === "bfloat16" || b === "bfloat16") {
+    return { one: (x) => bf16BitsToFloat(floatToBf16Bits(x)), all: (x) => bf16ToF32(f32ToBf16(x)) };
+  }
+  if (a === "float16" || b === "float16") {
+    return { one: (x) => halfBitsToFloat(floatToHalfBits(x)), all: (x) => f16ToF32(f32ToF16(x)) };
+  }
+  return { one: (x) => x, all: (x) => x };
 }

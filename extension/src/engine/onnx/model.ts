@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { fromBinary } from "@bufbuild/protobuf";
 import { BadModelError, UnsupportedError } from "../errors";
-import { bf16ToF32Ref, f16ToF32Ref } from "../kernels/reference";
+import { bf16ToF32, f16ToF32 } from "../kernels/index";
 import { DataType, dtypeBits, dtypeName, floatDtype, rawByteLength, type FloatDtype } from "./dtype";
 import { ExternalDataReader, isExternal, parseExternalRef, type ExternalRef } from "./external";
 import { ModelProtoSchema, type GraphProto, type ModelProto, type TensorProto } from "./proto/onnx_pb";
@@ -176,10 +176,7 @@ export class OnnxModel {
   }
 
   private widen(dt: FloatDtype, bits: Uint16Array): Float32Array {
-    const out = new Float32Array(bits.length);
-    if (dt === "float16") f16ToF32Ref(bits, out);
-    else bf16ToF32Ref(bits, out);
-    return out;
+    return dt === "float16" ? f16ToF32(bits) : bf16ToF32(bits);
   }
 
   private readRawRange(t: TensorProto, info: TensorInfo, byteStart: number, byteCount: number): Uint8Array {

@@ -1,0 +1,61 @@
+# QuantLens native kernels: core/ is plain C++17, binding/ is the N-API layer (node-addon-api).
+# Build: `npm run build:native` (= node-gyp rebuild --directory native-kernels) from the repo root.
+#
+# Portability: built for baseline x86-64 or arm64, never -march=native. AVX2/FMA/F16C code is
+# confined to the *_x86.cpp files behind `#if QL_X86_SIMD` and per-function target attributes,
+# chosen at run time (core/cpu.cpp). -ffp-contract=off keeps the scalar path operation for
+# operation equal to the TypeScript references (no silent fusing into FMAs).
+{
+  "targets": [
+    {
+      "target_name": "quantlens_kernels",
+      "sources": [
+        "core/cpu.cpp",
+        "core/thread_pool.cpp",
+        "core/moments.cpp",
+        "core/moments_x86.cpp",
+        "core/convert.cpp",
+        "core/convert_x86.cpp",
+        "core/fma_peak.cpp",
+        "core/fma_peak_x86.cpp",
+        "binding/addon.cpp",
+        "binding/args.cpp",
+        "binding/cancel_token.cpp",
+        "binding/promise_worker.cpp",
+        "binding/system_binding.cpp",
+        "binding/moments_binding.cpp",
+        "binding/convert_binding.cpp"
+      ],
+      # C++ exceptions on, and std::exception thrown from a callback becomes a JS error.
+      "dependencies": [
+        "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except_all"
+      ],
+      "defines": [
+        "NAPI_VERSION=8",
+        "NODE_ADDON_API_DISABLE_DEPRECATED",
+        "NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED"
+      ],
+      "cflags_cc!": ["-std=gnu++17", "-std=gnu++20", "-O2", "-O3", "-Os"],
+      "cflags_cc": [
+        "-std=c++17",
+        "-O3",
+        "-ffp-contract=off",
+        "-fvisibility=hidden",
+        "-Wall",
+        "-Wextra"
+      ],
+      "xcode_settings": {
+        "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
+        "GCC_OPTIMIZATION_LEVEL": "3",
+        "GCC_SYMBOLS_PRIVATE_EXTERN": "YES",
+        "OTHER_CPLUSPLUSFLAGS": ["-ffp-contract=off"]
+      },
+      "msvs_settings": {
+        "VCCLCompilerTool": {
+          "AdditionalOptions": ["/std:c++17", "/fp:precise"],
+          "Optimization": 2
+        }
+      }
+    }
+  ]
+}

@@ -1,0 +1,23 @@
+/**
+ * Every benchmark case, in the order they run. Add a case by writing `cases/<name>.ts` that
+ * exports a `BenchCase` (see harness.ts) and listing it here; `--only <name>` selects by name.
+ */
+import { conversionCases } from "./cases/convert";
+import { momentsCase } from "./cases/moments";
+import { tsReferenceSpeedup } from "./cases/ts-reference";
+import { indexModelCase } from "./cases/index-model";
+import type { BenchCase } from "./harness";
+
+export const CASES: BenchCase[] = [
+  // ---- native kernels (native-kernels/core) ----
+  momentsCase,
+  ...conversionCases,
+  // Later kernels go here, one case each: sgemm, hessian_update, cholesky, gptq_layer, fwht.
+
+  // ---- native vs the TypeScript fallback ----
+  tsReferenceSpeedup,
+
+  // ---- engine-level cases ----
+  indexModelCase,
+  // calib_overhead belongs here too.
+];
