@@ -4,8 +4,9 @@
 process.env.ORT_DISABLE_TELEMETRY = "1";
 
 import { Command, CommanderError } from "commander";
-import { QuantLensError } from "../engine/errors";
+import { CancelledError, QuantLensError } from "../engine/errors";
 import { registerInspect } from "./inspect";
+import { registerCalibrate } from "./calibrate";
 import { VERSION } from "./version";
 
 export async function main(argv: string[]): Promise<number> {
@@ -16,6 +17,7 @@ export async function main(argv: string[]): Promise<number> {
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   registerInspect(program);
+  registerCalibrate(program);
   try {
     await program.parseAsync(argv, { from: "user" });
     return 0;
@@ -28,6 +30,10 @@ function reportError(e: unknown): number {
   if (e instanceof CommanderError) {
     // Help and version exit through here with code 0; parse errors were already printed.
     return e.exitCode === 0 ? 0 : 1;
+  }
+  if (e instanceof CancelledError) {
+    process.stderr.write(`quantlens: ${e.message}; nothing was written\n`);
+    return 130;
   }
   if (e instanceof QuantLensError && e.userError) {
     process.stderr.write(`quantlens: error: ${e.message}\n`);

@@ -1,0 +1,110 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import crypto from "node:crypto";
+import { toBinary } from "@bufbuild/protobuf";
+import { ModelProtoSchema, type ModelProto } from "../onnx/proto/onnx_pb";
+import { isExternal } from "../onnx/external";
+import type { OnnxModel } from "../onnx/model";
+import { BadModelError } from "../errors";
+
+// No telemetry leaves the machine: set before onnxruntime is first loaded.
+process.env.ORT_DISABLE_TELEMETRY = "1";
+
+export type Ort = typeof import("onnxruntime-node");
+let ortModule: Ort | undefined;
+
+/** onnxruntime-node, loaded on first use (it is large and not every command needs it). */
+export function ort(): Ort {
+  process.env.ORT_DISABLE_TELEMETRY = "1";
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  ortModule ??= require("onnxruntime-node") as Ort;
+  return ortModule;
+}
+
+export type ExecutionProvider = "auto" | "cpu" | "cuda";
+
+export interface SessionOptions {
+  executionProvider?: ExecutionProvider;
+  /** Intra-op threads (default: onnxruntime's choice, all cores). */
+  threads?: number;
+  /** Disable graph optimizations (exact op-by-op results, e.g. for reference runs). */
+  noOptimizations?: boolean;
+}
+
+export interface RunnerSession {
+  session: import("onnxruntime-node").InferenceSession;
+  provider: "cpu" | "cuda";
+  /** Why CUDA was not used, when it was asked for or available. */
+  note?: string;
+  release(): Promise<void>;
+}
+
+/** Whether this onnxruntime-node install has its CUDA provider library (a device is checked at session creation). */
+export function cudaProviderInstalled(): boolean {
+  const o = ort();
+  if (!o.listSupportedBackends().some((b) => b.name === "cuda")) return false;
+  const dir = path.dirname(require.resolve("onnxruntime-node/package.json"));
+  const bin = path.join(dir, "bin", "napi-v6", process.platform, process.arch);
+  return fs.existsSync(path.join(bin, "libonnxruntime_providers_cuda.so")) || fs.existsSync(path.join(bin, "onnxruntime_providers_cuda.dll"));
+}
+
+/**
+ * Create an onnxruntime session for `proto` (a possibly modified copy of `model`). Models whose
+ * weights are embedded go in as bytes; models with external data are written to a private temp
+ * folder with links to the original data files (onnxruntime resolves external data relative to
+ * the model file), which is removed once the session holds the weights.
+ */
+export async function createSession(model: OnnxModel, proto: ModelProto, opts: SessionOptions = {}): Promise<RunnerSession> {
+  const o = ort();
+  const wantCuda = opts.executionProvider === "cuda" || (opts.executionProvider ?? "auto") === "auto";
+  let note: string | undefined;
+  const base: import("onnxruntime-node").InferenceSession.SessionOptions = {
+    graphOptimizationLevel: opts.noOptimizations ? "disabled" : "all",
+    ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
+    logSeverityLevel: 3,
+  };
+  const tryCreate = async (providers: string[]) => {
+    const external = proto.graph!.initializer.some(isExternal);
+    if (!external) return o.InferenceSession.create(toBinary(ModelProtoSchema, proto), { ...base, executionProviders: providers });
+    const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), "quantlens-session-"));
+    try {
+      for (const t of model.initializers()) {
+        const ext = model.info(t.name)?.external;
+        if (!ext) continue;
+        const link = path.join(dir, ext.location);
+        if (fs.existsSync(link)) continue;
+        await fs.promises.mkdir(path.dirname(link), { recursive: true });
+        await fs.promises.symlink(ext.file, link);
+      }
+      const file = path.join(dir, `model-${crypto.randomBytes(4).toString("hex")}.onnx`);
+      await fs.promises.writeFile(file, toBinary(ModelProtoSchema, proto));
+      return await o.InferenceSession.create(file, { ...base, executionProviders: providers });
+    } finally {
+      await fs.promises.rm(dir, { recursive: true, force: true });
+    }
+  };
+  let session: import("onnxruntime-node").InferenceSession | undefined;
+  let provider: "cpu" | "cuda" = "cpu";
+  if (wantCuda) {
+    if (cudaProviderInstalled()) {
+      try {
+        session = await tryCreate(["cuda", "cpu"]);
+        provider = "cuda";
+      } catch (e) {
+        note = `CUDA provider failed (${(e as Error).message.split("\n")[0]}); running on the CPU`;
+      }
+    } else if (opts.executionProvider === "cuda") {
+      note = "onnxruntime-node has no CUDA provider installed here; running on the CPU";
+    }
+  }
+  if (!session) {
+    try {
+      session = await tryCreate(["cpu"]);
+    } catch (e) {
+      throw new BadModelError(model.file, `onnxruntime cannot load it: ${(e as Error).message.split("\n")[0]}`, { cause: e });
+    }
+  }
+  const s = session;
+  return { session: s, provider, note, release: () => s.release() };
+}
