@@ -1,0 +1,221 @@
+import fs from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { create, toBinary } from "@bufbuild/protobuf";
+import * as ort from "onnxruntime-node";
+import { OnnxModel } from "../../../extension/src/engine/onnx/model";
+import { ModelProtoSchema, ValueInfoProtoSchema } from "../../../extension/src/engine/onnx/proto/onnx_pb";
+import { loadModelData } from "../../../extension/src/engine/calib/model-data";
+import { calibrate, type CalibrationResult } from "../../../extension/src/engine/calib/runner";
+import { calibrateToFile, readStatsFile } from "../../../extension/src/engine/calib/stats-file";
+import { outlierChannels } from "../../../extension/src/engine/analysis/outliers";
+import { buildLlama, saveFixture } from "../../fixtures/generator";
+import { listDir, STORIES, STORIES_MODEL, tempDir } from "../../helpers/paths";
+
+const CALIB = path.join(STORIES, "calib.jsonl");
+const SAMPLES = 12;
+
+/** Independent activations: a plain onnxruntime run per sequence with the taps as extra outputs. */
+async function rawActivations(model: OnnxModel, tensors: string[], sequences: number[][]): Promise<Map<string, Float32Array[]>> {
+  const proto = structuredClone(model.proto);
+  for (const t of tensors) proto.graph!.output.push(create(ValueInfoProtoSchema, { name: t }));
+  const session = await ort.InferenceSession.create(toBinary(ModelProtoSchema, proto), { graphOptimizationLevel: "disabled" });
+  const out = new Map<string, Float32Array[]>(tensors.map((t) => [t, []]));
+  for (const s of sequences) {
+    const r = await session.run({ input_ids: new ort.Tensor("int64", BigInt64Array.from(s.map(BigInt)), [1, s.length]) }, tensors);
+    for (const t of tensors) out.get(t)!.push(Float32Array.from(r[t].data as Float32Array));
+  }
+  await session.release();
+  return out;
+}
+
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num = Math.max(num, Math.abs(a[i] - b[i]));
+    den = Math.max(den, Math.abs(b[i]));
+  }
+  return num / (den || 1);
+}
+
+describe("calibration on stories260K", () => {
+  let model: OnnxModel;
+  let result: CalibrationResult;
+  let sequences: number[][];
+
+  beforeAll(async () => {
+    model = await OnnxModel.load(STORIES_MODEL);
+    const data = loadModelData(model, CALIB, { samples: SAMPLES });
+    sequences = data.sequences;
+    result = await calibrate(model, data, { batchSize: 4 });
+  });
+  afterAll(() => model.close());
+
+  it("taps one tensor per distinct linear input: 4 per block + lm_head's", () => {
+    expect(result.taps).toHaveLength(21);
+    const qkv = result.taps.find((t) => t.tap.roles.join() === "q,k,v" && t.tap.block === 2)!;
+    expect(qkv.tap.layers).toEqual(["q", "k", "v"].map((r) => `/model/layers.2/self_attn/${r}_proj/MatMul`));
+    expect(result.taps.find((t) => t.tap.roles.join() === "gate,up" && t.tap.block === 0)!.tap.channels).toBe(64);
+    expect(result.taps.find((t) => t.tap.roles.join() === "down" && t.tap.block === 4)!.tap.channels).toBe(172);
+    expect(result.tokens).toBe(sequences.reduce((s, q) => s + q.length, 0));
+  });
+
+  it("per-channel statistics and Hessians equal an independent computation to 1e-5", async () => {
+    const tensors = result.taps.map((t) => t.tap.tensor);
+    const raw = await rawActivations(model, tensors, sequences);
+    for (const r of result.taps) {
+      const C = r.tap.channels;
+      const xs = raw.get(r.tap.tensor)!;
+      const N = xs.reduce((s, x) => s + x.length / C, 0);
+      expect(r.stats.n).toBe(N);
+      const mean = new Float64Array(C);
+      const absmax = new Float64Array(C);
+      const h = new Float64Array(C * C);
+      for (const x of xs) {
+        for (let row = 0; row < x.length / C; row++) {
+          for (let i = 0; i < C; i++) {
+            const v = x[row * C + i];
+            mean[i] += v / N;
+            absmax[i] = Math.max(absmax[i], Math.abs(v));
+            for (let j = 0; j < C; j++) h[i * C + j] += (2 / N) * v * x[row * C + j];
+          }
+        }
+      }
+      const m2 = new Float64Array(C);
+      const m4 = new Float64Array(C);
+      for (const x of xs) {
+        for (let row = 0; row < x.length / C; row++) {
+          for (let i = 0; i < C; i++) {
+            const d = x[row * C + i] - mean[i];
+            m2[i] += d * d;
+            m4[i] += d ** 4;
+          }
+        }
+      }
+      const variance = m2.map((v) => v / N);
+      const kurt = m4.map((v, i) => (N * v) / (m2[i] * m2[i]) - 3);
+      expect(relErr(r.stats.absmax, absmax), `${r.tap.tensor} absmax`).toBeLessThan(1e-5);
+      expect(relErr(r.stats.mean, mean), `${r.tap.tensor} mean`).toBeLessThan(1e-5);
+      expect(relErr(r.stats.variance(), variance), `${r.tap.tensor} variance`).toBeLessThan(1e-5);
+      expect(relErr(r.stats.kurtosis(), kurt), `${r.tap.tensor} kurtosis`).toBeLessThan(1e-5);
+      expect(relErr(r.hessian!, h), `${r.tap.tensor} hessian`).toBeLessThan(1e-5);
+    }
+  });
+
+  it("Hessians are symmetric and positive semi-definite", () => {
+    for (const r of result.taps) {
+      const C = r.tap.channels;
+      const H = r.hessian!;
+      for (let i = 0; i < C; i++) for (let j = 0; j < i; j++) expect(H[i * C + j]).toBe(H[j * C + i]);
+      // Cholesky of H + ε·I succeeds for a PSD H (ε relative to its trace).
+      let tr = 0;
+      for (let i = 0; i < C; i++) tr += H[i * C + i];
+      const A = Float64Array.from(H);
+      for (let i = 0; i < C; i++) A[i * C + i] += 1e-9 * tr;
+      for (let j = 0; j < C; j++) {
+        let d = A[j * C + j];
+        for (let k = 0; k < j; k++) d -= A[j * C + k] ** 2;
+        expect(d, `${r.tap.tensor} pivot ${j}`).toBeGreaterThan(0);
+        A[j * C + j] = Math.sqrt(d);
+        for (let i = j + 1; i < C; i++) {
+          let s = A[i * C + j];
+          for (let k = 0; k < j; k++) s -= A[i * C + k] * A[j * C + k];
+          A[i * C + j] = s / A[j * C + j];
+        }
+      }
+    }
+  });
+
+  it("gives the same numbers when the memory budget forces one pass per tap", async () => {
+    const data = loadModelData(model, CALIB, { samples: 4 });
+    const one = await calibrate(model, data, { batchSize: 2 });
+    const many = await calibrate(model, data, { batchSize: 2, maxMemory: model.weightBytes * 2 + 1_500_000 });
+    expect(many.passes).toBeGreaterThan(1);
+    expect(many.taps.map((t) => t.tap.tensor)).toEqual(one.taps.map((t) => t.tap.tensor));
+    for (let i = 0; i < one.taps.length; i++) {
+      expect(many.taps[i].stats.absmax).toEqual(one.taps[i].stats.absmax);
+      expect(many.taps[i].hessian).toEqual(one.taps[i].hessian);
+    }
+    await expect(calibrate(model, data, { maxMemory: model.weightBytes * 2 + 1000 })).rejects.toThrow(/--max-memory .* is too small/);
+  });
+
+  it("sequential mode: replaced weights change what comes after them, not before", async () => {
+    const data = loadModelData(model, CALIB, { samples: 2 });
+    const base = await calibrate(model, data, { hessian: false });
+    const w = model.readFloat32("model.layers.1.self_attn.o_proj.weight").map((v) => v * 0.5);
+    const seq = await calibrate(model, data, { hessian: false, weightOverrides: new Map([["model.layers.1.self_attn.o_proj.weight", w]]) });
+    const byTensor = (r: CalibrationResult, block: number, role: string) => r.taps.find((t) => t.tap.block === block && t.tap.roles[0] === role)!.stats.absmax;
+    expect(byTensor(seq, 1, "o")).toEqual(byTensor(base, 1, "o")); // o_proj's own input is upstream
+    expect(byTensor(seq, 0, "down")).toEqual(byTensor(base, 0, "down"));
+    expect(byTensor(seq, 1, "gate")).not.toEqual(byTensor(base, 1, "gate"));
+    expect(byTensor(seq, 3, "q")).not.toEqual(byTensor(base, 3, "q"));
+  });
+});
+
+describe("stats file", () => {
+  it("round-trips through safetensors and appears only when complete", async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const model = await OnnxModel.load(STORIES_MODEL);
+      const data = loadModelData(model, CALIB, { samples: 3 });
+      const out = path.join(dir, "stats.safetensors");
+      const result = await calibrateToFile(model, data, out, {});
+      expect(listDir(dir)).toEqual(["stats.safetensors"]);
+      const stats = readStatsFile(out);
+      expect(stats.header).toMatchObject({ format: "quantlens-calib", version: 1, tokens: data.tokens, sequences: 3 });
+      expect(stats.header.taps).toHaveLength(21);
+      const mem = await calibrate(model, data, {});
+      for (const r of mem.taps) {
+        const t = stats.tap(r.tap.tensor);
+        expect(t.absmax).toEqual(r.stats.absmax);
+        expect(t.mean).toEqual(r.stats.mean);
+        expect(Array.from(t.hessian()!)).toEqual(Array.from(Float32Array.from(r.hessian!)));
+        expect(t.tokenNorms).toHaveLength(data.tokens);
+        expect(t.topTokens[0]).toEqual(r.stats.topTokens()[0]);
+      }
+      expect(result.taps.every((r) => r.hessian === null)).toBe(true); // handed to the file, not kept
+      stats.close();
+
+      const abort = new AbortController();
+      const cancelled = calibrateToFile(model, data, path.join(dir, "cancelled.safetensors"), {
+        signal: abort.signal,
+        onProgress: () => abort.abort(),
+      });
+      await expect(cancelled).rejects.toThrow(/cancelled/);
+      expect(listDir(dir)).toEqual(["stats.safetensors"]);
+    } finally {
+      cleanup();
+    }
+  });
+});
+
+describe("outlier channels", () => {
+  it("injected activation outliers top the absmax ranking and are flagged", async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const file = path.join(dir, "outliers.onnx");
+      const channels = [5, 17, 40];
+      await saveFixture(
+        buildLlama({
+          hidden: 64, ffn: 172, layers: 2, heads: 8, kvHeads: 4, vocab: 512,
+          activationOutliers: channels.map((channel, i) => ({ layer: 1, norm: "input" as const, channel, factor: 30 + 10 * i })),
+        }),
+        file,
+      );
+      fs.copyFileSync(path.join(STORIES, "tokenizer.json"), path.join(dir, "tokenizer.json"));
+      fs.copyFileSync(path.join(STORIES, "tokenizer_config.json"), path.join(dir, "tokenizer_config.json"));
+      const model = await OnnxModel.load(file);
+      const result = await calibrate(model, loadModelData(model, CALIB, { samples: 4, seqLen: 64 }), { hessian: false });
+      const qkv1 = result.taps.find((t) => t.tap.block === 1 && t.tap.roles[0] === "q")!;
+      const ranking = Array.from(qkv1.stats.absmax.keys()).sort((a, b) => qkv1.stats.absmax[b] - qkv1.stats.absmax[a]);
+      expect(ranking.slice(0, 3).sort((a, b) => a - b)).toEqual(channels);
+      expect(outlierChannels(qkv1.stats.absmax).map((o) => o.channel).sort((a, b) => a - b)).toEqual(channels);
+      const qkv0 = result.taps.find((t) => t.tap.block === 0 && t.tap.roles[0] === "q")!;
+      expect(outlierChannels(qkv0.stats.absmax)).toEqual([]); // the plain block has none
+      expect(qkv1.stats.topTokens()[0].channel).toBe(40); // the ×50 channel carries the peak
+    } finally {
+      cleanup();
+    }
+  });
+});
