@@ -1,6 +1,5 @@
 import fs from "node:fs";
 import path from "node:path";
-import { spawnSync } from "node:child_process";
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { OnnxModel } from "../../../extension/src/engine/onnx/model";
@@ -10,21 +9,11 @@ import {
   StringStringEntryProtoSchema,
   TensorProto_DataType as DT,
 } from "../../../extension/src/engine/onnx/proto/onnx_pb";
-import { listDir, ROOT, STORIES_MODEL, tempDir } from "../../helpers/paths";
+import { listDir, STORIES_MODEL, tempDir } from "../../helpers/paths";
+import { buildCli, quantlens } from "../../helpers/cli";
 import { noLinears, singleMatMul } from "../../helpers/tiny-models";
 
-const CLI = path.join(ROOT, "dist/cli.js");
-
-function quantlens(...args: string[]) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", env: { ...process.env, ORT_DISABLE_TELEMETRY: "1" } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-beforeAll(() => {
-  // The CLI under test is the bundle users run.
-  const r = spawnSync(process.execPath, [path.join(ROOT, "scripts/build.mjs"), "--quiet"], { cwd: ROOT, encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`build failed: ${r.stderr}`);
-});
+beforeAll(buildCli);
 
 let dir: string;
 let cleanup: () => void;
