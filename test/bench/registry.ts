@@ -6,6 +6,7 @@ import { conversionCases } from "./cases/convert";
 import { momentsCase } from "./cases/moments";
 import { tsReferenceSpeedup } from "./cases/ts-reference";
 import { indexModelCase } from "./cases/index-model";
+import { calibOverheadCase } from "./cases/calib-overhead";
 import type { BenchCase } from "./harness";
 
 export const CASES: BenchCase[] = [
@@ -19,5 +20,5 @@ export const CASES: BenchCase[] = [
 
   // ---- engine-level cases ----
   indexModelCase,
-  // calib_overhead belongs here too.
+  calibOverheadCase,
 ];
