@@ -18,6 +18,8 @@
         "core/convert_x86.cpp",
         "core/fma_peak.cpp",
         "core/fma_peak_x86.cpp",
+        "core/channel_stats.cpp",
+        "binding/channel_stats_binding.cpp",
         "binding/addon.cpp",
         "binding/args.cpp",
         "binding/cancel_token.cpp",

@@ -10,6 +10,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterSystem(env, exports);
   RegisterMoments(env, exports);
   RegisterConvert(env, exports);
+  RegisterChannelStats(env, exports);
   return exports;
 }
 

@@ -25,5 +25,6 @@ void RegisterCancelToken(Napi::Env env, Napi::Object exports);
 void RegisterSystem(Napi::Env env, Napi::Object exports);
 void RegisterMoments(Napi::Env env, Napi::Object exports);
 void RegisterConvert(Napi::Env env, Napi::Object exports);
+void RegisterChannelStats(Napi::Env env, Napi::Object exports);
 
 }  // namespace qlb

@@ -70,7 +70,7 @@ describe("quantlens calibrate, interrupted", () => {
     const code = await new Promise<number | null>((r) => child.on("exit", (c) => r(c)));
     const stopSeconds = (Date.now() - t0) / 1000;
     expect(code).toBe(130);
-    expect(stopSeconds).toBeLessThan(2.5); // guards against a hang; CI machines are noisy (measured ~0.2 s here)
+    expect(stopSeconds).toBeLessThan(2.5); // guards against a hang; CI machines are noisy (measured 0.28–0.54 s here)
     expect(stderr).toMatch(/calibration cancelled; nothing was written/);
     expect(listDir(dir)).toEqual([]);
   });

@@ -1,3 +1,5 @@
+import { channelBatchOut, channelBatchStats, HIST_BINS, type ChannelBatchOut } from "../kernels/channel-stats";
+
 /**
  * Streaming statistics of one tapped activation X [rows × C] (rows = tokens), updated batch by
  * batch so no run holds all activations:
@@ -7,17 +9,7 @@
  * - per-token L2 norms and the tokens carrying the largest |x|.
  */
 
-/** Histogram bins: BINS_PER_OCTAVE per power of two from 2^HIST_MIN_EXP to 2^HIST_MAX_EXP. */
-export const HIST_MIN_EXP = -24;
-export const HIST_MAX_EXP = 24;
-export const BINS_PER_OCTAVE = 4;
-/** Bin 0 counts exact zeros (and |x| < 2^HIST_MIN_EXP); the last bin everything ≥ 2^HIST_MAX_EXP. */
-export const HIST_BINS = (HIST_MAX_EXP - HIST_MIN_EXP) * BINS_PER_OCTAVE + 2;
-
-/** Lower edge of histogram bin `b` (b ≥ 1) in |x|. */
-export function histBinEdge(b: number): number {
-  return 2 ** (HIST_MIN_EXP + (b - 1) / BINS_PER_OCTAVE);
-}
+export { HIST_BINS, HIST_MIN_EXP, HIST_MAX_EXP, BINS_PER_OCTAVE, histBin, histBinEdge } from "../kernels/channel-stats";
 
 export interface OutlierToken {
   /** Sample (sequence) index in the calibration data, position in it, and the token id. */
@@ -52,10 +44,8 @@ export class ChannelStats {
   readonly tokenNorms: number[] = [];
   nonFinite = 0;
   private top: OutlierToken[] = [];
-  private readonly bMean: Float64Array;
-  private readonly bM2: Float64Array;
-  private readonly bM3: Float64Array;
-  private readonly bM4: Float64Array;
+  /** Batch outputs, reused; absmax and hist alias the running ones. */
+  private out: ChannelBatchOut | undefined;
 
   constructor(readonly channels: number) {
     const C = channels;
@@ -64,71 +54,28 @@ export class ChannelStats {
     this.m3 = new Float64Array(C);
     this.m4 = new Float64Array(C);
     this.absmax = new Float32Array(C);
-    this.bMean = new Float64Array(C);
-    this.bM2 = new Float64Array(C);
-    this.bM3 = new Float64Array(C);
-    this.bM4 = new Float64Array(C);
   }
 
   /** Add a batch X [rows × C] (row-major). Non-finite values are counted and skipped. */
-  update(x: Float32Array, rows: number, source?: RowSource): void {
-    const C = this.channels;
+  async update(x: Float32Array, rows: number, source?: RowSource, signal?: AbortSignal): Promise<void> {
     if (rows === 0) return;
-    const { bMean, bM2, bM3, bM4, absmax } = this;
-    bMean.fill(0);
-    bM2.fill(0);
-    bM3.fill(0);
-    bM4.fill(0);
-    // Pass 1: sums, absmax, histogram, per-token norm and peak.
+    if (!this.out || this.out.rowNorm.length < rows) this.out = { ...channelBatchOut(rows, this.channels), absmax: this.absmax, hist: this.hist };
+    const out = this.out;
+    this.nonFinite += await channelBatchStats(x, rows, this.channels, out, { signal });
     for (let r = 0; r < rows; r++) {
-      const off = r * C;
-      let sq = 0;
-      let peak = 0;
-      let peakChannel = 0;
-      for (let c = 0; c < C; c++) {
-        const v = x[off + c];
-        if (!Number.isFinite(v)) {
-          this.nonFinite++;
-          continue;
-        }
-        bMean[c] += v;
-        sq += v * v;
-        const a = Math.abs(v);
-        if (a > absmax[c]) absmax[c] = a;
-        if (a > peak) {
-          peak = a;
-          peakChannel = c;
-        }
-        this.hist[histBin(a)]++;
-      }
-      const norm = Math.sqrt(sq);
+      const norm = out.rowNorm[r];
       this.tokenNorms.push(norm);
-      if (source) this.offerTop(source, r, peakChannel, x[off + peakChannel], norm);
+      if (source) this.offerTop(source, r, out.rowPeakChannel[r], out.rowPeak[r], norm);
     }
-    for (let c = 0; c < C; c++) bMean[c] /= rows;
-    // Pass 2: central sums of this batch (non-finite values were excluded from the mean; they
-    // are excluded here too, which leaves those channels' counts slightly off — they are
-    // reported through `nonFinite`).
-    for (let r = 0; r < rows; r++) {
-      const off = r * C;
-      for (let c = 0; c < C; c++) {
-        const v = x[off + c];
-        if (!Number.isFinite(v)) continue;
-        const d = v - bMean[c];
-        const d2 = d * d;
-        bM2[c] += d2;
-        bM3[c] += d2 * d;
-        bM4[c] += d2 * d2;
-      }
-    }
-    this.merge(rows);
+    this.merge(rows, out);
   }
 
   /** Pébay's pairwise update of (n, mean, m2, m3, m4) with the batch's, channel by channel. */
-  private merge(nb: number): void {
+  private merge(nb: number, batch: ChannelBatchOut): void {
     const na = this.n;
     const n = na + nb;
-    const { mean, m2, m3, m4, bMean, bM2, bM3, bM4 } = this;
+    const { mean, m2, m3, m4 } = this;
+    const { mean: bMean, m2: bM2, m3: bM3, m4: bM4 } = batch;
     for (let c = 0; c < this.channels; c++) {
       const delta = bMean[c] - mean[c];
       const dn = delta / n;
@@ -166,10 +113,4 @@ export class ChannelStats {
   kurtosis(): Float64Array {
     return this.m4.map((m, c) => (this.m2[c] > 0 ? (this.n * m) / (this.m2[c] * this.m2[c]) - 3 : 0));
   }
-}
-
-export function histBin(a: number): number {
-  if (!(a >= 2 ** HIST_MIN_EXP)) return 0;
-  const b = Math.floor((Math.log2(a) - HIST_MIN_EXP) * BINS_PER_OCTAVE) + 1;
-  return b >= HIST_BINS ? HIST_BINS - 1 : b;
 }

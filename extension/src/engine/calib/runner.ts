@@ -92,7 +92,7 @@ export async function calibrate(model: OnnxModel, data: TokenData, opts: Calibra
         for (const a of acc) {
           const x = asFloat32(out[a.tap.tensor], a.tap);
           const rows = x.length / a.tap.channels;
-          a.stats.update(x, rows, source);
+          await a.stats.update(x, rows, source, opts.signal);
           if (a.hessian) await a.hessian.add(x, rows, opts.signal);
         }
         done += batch.length * seqLen;

@@ -87,6 +87,23 @@ export interface NativeKernels {
     dst: Uint16Array,
     cancel?: NativeCancelToken | null,
   ): Promise<void>;
+
+  /** Per-channel statistics of one activation batch (see core/channel_stats.h). */
+  readonly histBins: number;
+  channelBatchStats(x: Float32Array, rows: number, channels: number, out: ChannelBatchOut, cancel?: NativeCancelToken | null): Promise<number>;
+}
+
+/** Output arrays of `channelBatchStats`: batch moments [C], running absmax [C] and histogram, per-row norm/peak. */
+export interface ChannelBatchOut {
+  mean: Float64Array;
+  m2: Float64Array;
+  m3: Float64Array;
+  m4: Float64Array;
+  absmax: Float32Array;
+  hist: Float64Array;
+  rowNorm: Float32Array;
+  rowPeak: Float32Array;
+  rowPeakChannel: Int32Array;
 }
 
 const REQUIRED_FUNCTIONS = [
@@ -99,6 +116,7 @@ const REQUIRED_FUNCTIONS = [
   "momentsSync",
   "convert",
   "convertAsync",
+  "channelBatchStats",
 ] as const;
 
 export type NativeLoadResult =

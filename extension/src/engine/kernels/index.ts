@@ -89,7 +89,8 @@ export function configureKernels(options: KernelHostOptions): void {
   if (options.allowNative !== undefined) allowNative = options.allowNative;
 }
 
-function native(): NativeKernels | null {
+/** The loaded addon, or null (fallback). For the kernel families' dispatch modules. */
+export function native(): NativeKernels | null {
   if (!allowNative) return null;
   if (!state.loaded) state = loadBackend();
   return state.kernels;
@@ -319,7 +320,7 @@ async function convertAsync<S extends Elements, D extends Elements>(
 
 // ---- helpers ---------------------------------------------------------------------------
 
-function expectArray(fn: string, name: string, value: unknown, type: ArrayCtor<unknown>): void {
+export function expectArray(fn: string, name: string, value: unknown, type: ArrayCtor<unknown>): void {
   if (!(value instanceof (type as unknown as abstract new (...args: never[]) => unknown))) {
     throw new TypeError(`${fn}(): ${name} must be a ${type.name}, got ${describe(value)}`);
   }
@@ -337,7 +338,7 @@ function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
   return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
 }
 
-function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
+export function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
   if (signal?.aborted) throw new CancelledError(what);
 }
 
@@ -349,7 +350,7 @@ function nextTurn(): Promise<void> {
  * Run a native async call with a CancelToken wired to `signal`, mapping the addon's
  * "cancelled" rejection to CancelledError.
  */
-async function withCancel<T>(
+export async function withCancel<T>(
   k: NativeKernels,
   signal: AbortSignal | undefined,
   what: string,
