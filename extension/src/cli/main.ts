@@ -7,6 +7,7 @@ import { Command, CommanderError } from "commander";
 import { CancelledError, QuantLensError } from "../engine/errors";
 import { registerInspect } from "./inspect";
 import { registerCalibrate } from "./calibrate";
+import { registerEval } from "./eval";
 import { VERSION } from "./version";
 
 export async function main(argv: string[]): Promise<number> {
@@ -18,6 +19,7 @@ export async function main(argv: string[]): Promise<number> {
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   registerInspect(program);
   registerCalibrate(program);
+  registerEval(program);
   try {
     await program.parseAsync(argv, { from: "user" });
     return 0;

@@ -30,6 +30,8 @@ export interface TokenDataOptions {
   maxPositions?: number;
   /** Folder with `tokenizer.json` (+ `tokenizer_config.json`), needed for text. */
   tokenizerDir?: string;
+  /** How to describe the `maxPositions` limit in the truncation note. */
+  contextNote?: string;
 }
 
 type Doc = { ids: number[] } | { text: string };
@@ -83,7 +85,10 @@ export function loadTokenData(file: string, opts: TokenDataOptions): TokenData {
     sequences.push(ids);
   });
   if (truncated > 0) {
-    const why = opts.seqLen !== undefined && opts.seqLen <= (opts.maxPositions ?? Infinity) ? `--seq-len ${opts.seqLen}` : `the model's context of ${opts.maxPositions}`;
+    const why =
+      opts.seqLen !== undefined && opts.seqLen <= (opts.maxPositions ?? Infinity)
+        ? `--seq-len ${opts.seqLen}`
+        : (opts.contextNote ?? `the model's context of ${opts.maxPositions}`);
     notes.push(`${truncated} of ${sequences.length} sequences truncated to ${maxLen} tokens (${why})`);
   }
   return { file: abs, sequences, notes, tokens: sequences.reduce((s, q) => s + q.length, 0) };

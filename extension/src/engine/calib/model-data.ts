@@ -34,6 +34,13 @@ export function modelTokenInfo(model: OnnxModel): ModelTokenInfo {
   return { vocab, maxPositions, tokenizerDir };
 }
 
-export function loadModelData(model: OnnxModel, file: string, opts: { samples?: number; seqLen?: number } = {}): TokenData {
-  return loadTokenData(file, { ...modelTokenInfo(model), ...opts });
+/**
+ * Token sequences for `model` from a data file. `forEval`: sequences keep one token more than the
+ * context (inputs ids[0..n−2], targets ids[1..n−1]: BOS + story truncated at context + 1).
+ */
+export function loadModelData(model: OnnxModel, file: string, opts: { samples?: number; seqLen?: number; forEval?: boolean } = {}): TokenData {
+  const info = modelTokenInfo(model);
+  const { forEval, ...rest } = opts;
+  const maxPositions = info.maxPositions !== undefined && forEval ? info.maxPositions + 1 : info.maxPositions;
+  return loadTokenData(file, { ...info, maxPositions, ...rest, contextNote: forEval && info.maxPositions !== undefined ? `the model's context of ${info.maxPositions} + 1 target` : undefined });
 }
