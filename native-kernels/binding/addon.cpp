@@ -10,7 +10,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterSystem(env, exports);
   RegisterMoments(env, exports);
   RegisterConvert(env, exports);
+  RegisterEigen(env, exports);
+  RegisterLinalg(env, exports);
+  RegisterQuant(env, exports);
+  RegisterTransform(env, exports);
   RegisterChannelStats(env, exports);
+  RegisterGptq(env, exports);
   return exports;
 }
 

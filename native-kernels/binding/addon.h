@@ -25,6 +25,11 @@ void RegisterCancelToken(Napi::Env env, Napi::Object exports);
 void RegisterSystem(Napi::Env env, Napi::Object exports);
 void RegisterMoments(Napi::Env env, Napi::Object exports);
 void RegisterConvert(Napi::Env env, Napi::Object exports);
+void RegisterEigen(Napi::Env env, Napi::Object exports);
+void RegisterLinalg(Napi::Env env, Napi::Object exports);
+void RegisterQuant(Napi::Env env, Napi::Object exports);
+void RegisterTransform(Napi::Env env, Napi::Object exports);
 void RegisterChannelStats(Napi::Env env, Napi::Object exports);
+void RegisterGptq(Napi::Env env, Napi::Object exports);
 
 }  // namespace qlb

@@ -7,12 +7,27 @@ import { momentsCase } from "./cases/moments";
 import { tsReferenceSpeedup } from "./cases/ts-reference";
 import { indexModelCase } from "./cases/index-model";
 import { calibOverheadCase } from "./cases/calib-overhead";
+import { fwhtCase } from "./cases/fwht";
+import { rtnCase } from "./cases/rtn";
+import { eigenCase } from "./cases/eigen";
+import { sgemmCase } from "./cases/sgemm";
+import { hessianCase } from "./cases/hessian";
+import { choleskyCase, gptqInverseCase } from "./cases/cholesky";
+import { gptqLayerCase } from "./cases/gptq";
 import type { BenchCase } from "./harness";
 
 export const CASES: BenchCase[] = [
   // ---- native kernels (native-kernels/core) ----
   momentsCase,
   ...conversionCases,
+  fwhtCase,
+  rtnCase,
+  eigenCase,
+  sgemmCase,
+  hessianCase,
+  choleskyCase,
+  gptqInverseCase,
+  gptqLayerCase,
   // Later kernels go here, one case each: sgemm, hessian_update, cholesky, gptq_layer, fwht.
 
   // ---- native vs the TypeScript fallback ----

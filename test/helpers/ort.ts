@@ -24,10 +24,15 @@ export function loadRefCases(): RefCase[] {
   });
 }
 
-/** Run a causal LM (input_ids → logits) with onnxruntime-node on the CPU. */
+/**
+ * Run a causal LM (input_ids → logits) with onnxruntime-node on the CPU, with the session settings
+ * QuantLens uses (calib/session.ts: DequantizeLinear→MatMul not rewritten to int8-activation
+ * MatMulNBits).
+ */
 export async function runLogits(model: string | Uint8Array, ids: number[], shape: [number, number]): Promise<Float32Array> {
+  const options: ort.InferenceSession.SessionOptions = { extra: { session: { qdq_matmulnbits_accuracy_level: "0" } } };
   const session =
-    typeof model === "string" ? await ort.InferenceSession.create(model) : await ort.InferenceSession.create(model);
+    typeof model === "string" ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options);
   try {
     const input = new ort.Tensor("int64", BigInt64Array.from(ids.map(BigInt)), shape);
     const out = await session.run({ input_ids: input });

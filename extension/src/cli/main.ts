@@ -8,6 +8,7 @@ import { CancelledError, QuantLensError } from "../engine/errors";
 import { registerInspect } from "./inspect";
 import { registerCalibrate } from "./calibrate";
 import { registerEval } from "./eval";
+import { registerQuantize } from "./quantize";
 import { VERSION } from "./version";
 
 export async function main(argv: string[]): Promise<number> {
@@ -19,6 +20,7 @@ export async function main(argv: string[]): Promise<number> {
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   registerInspect(program);
   registerCalibrate(program);
+  registerQuantize(program);
   registerEval(program);
   try {
     await program.parseAsync(argv, { from: "user" });

@@ -80,7 +80,7 @@ export async function calibrate(model: OnnxModel, data: TokenData, opts: Calibra
     const acc = passTaps.map((tap) => ({
       tap,
       stats: new ChannelStats(tap.channels),
-      hessian: hessian ? new HessianAccumulator(tap.channels) : null,
+      hessian: hessian ? new HessianAccumulator(tap.channels, tap.tensor) : null,
     }));
     try {
       for (const batch of batches) {
@@ -98,6 +98,10 @@ export async function calibrate(model: OnnxModel, data: TokenData, opts: Calibra
         done += batch.length * seqLen;
         opts.onProgress?.({ pass: p, passes: passes.length, tokens: done, totalTokens });
       }
+    } catch (e) {
+      // A kernel interrupted mid-batch names itself; the user cancelled the calibration.
+      if (e instanceof CancelledError) throw new CancelledError("calibration");
+      throw e;
     } finally {
       await runner.release();
     }

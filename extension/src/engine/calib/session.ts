@@ -63,6 +63,10 @@ export async function createSession(model: OnnxModel, proto: ModelProto, opts: S
     graphOptimizationLevel: opts.noOptimizations ? "disabled" : "all",
     ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
     logSeverityLevel: 3,
+    // onnxruntime's graph optimizer rewrites DequantizeLinear→MatMul into MatMulNBits with
+    // accuracy_level 4 by default (activations quantized to int8, 0.3–1% off); keep the exact
+    // float computation so a qdq export evaluates as what it encodes.
+    extra: { session: { qdq_matmulnbits_accuracy_level: "0" } },
   };
   const tryCreate = async (providers: string[]) => {
     const external = proto.graph!.initializer.some(isExternal);

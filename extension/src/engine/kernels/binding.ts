@@ -8,6 +8,7 @@ import fs from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import type { Moments } from "./reference";
+import type { GptqSettings } from "./reference-gptq";
 
 /** Must equal `qlb::kAbiVersion` (native-kernels/binding/addon.h); a stale build is refused. */
 export const NATIVE_ABI_VERSION = 1;
@@ -53,7 +54,123 @@ export interface NativeFmaPeak {
  * Input arrays are kept alive while a promise is pending; do not write to, transfer or resize
  * them until it settles.
  */
-export interface NativeKernels {
+/** RTN quantization and packing (binding/quant_binding.cpp; shapes checked in quant.ts). */
+export interface NativeQuantKernels {
+  rtnQuantize(
+    W: Float32Array, rows: number, cols: number, group: number, bits: number, symmetric: boolean,
+    clip: NativeClip | null, codes: Uint8Array, scales: Float32Array, zeros: Float32Array,
+    cancel?: NativeCancelToken | null,
+  ): Promise<void>;
+  rtnQuantizeSync(
+    W: Float32Array, rows: number, cols: number, group: number, bits: number, symmetric: boolean,
+    clip: NativeClip | null, codes: Uint8Array, scales: Float32Array, zeros: Float32Array,
+  ): void;
+  rtnDequantize(
+    codes: Uint8Array, scales: Float32Array, zeros: Float32Array, rows: number, cols: number, group: number,
+    out: Float32Array, cancel?: NativeCancelToken | null,
+  ): Promise<void>;
+  rtnDequantizeSync(
+    codes: Uint8Array, scales: Float32Array, zeros: Float32Array, rows: number, cols: number, group: number,
+    out: Float32Array,
+  ): void;
+  rtnParams(w: Float32Array, bits: number, symmetric: boolean, clip: NativeClip | null): { scale: number; zero: number };
+  /** format: "nbits" | "unnbits" | "int4t" | "unint4t" | "int8t" (core/pack.h). */
+  packCodes(
+    format: NativePackFormat, src: Uint8Array, N: number, K: number, bits: number, blockSize: number, offset: number,
+    dst: Uint8Array, cancel?: NativeCancelToken | null,
+  ): Promise<void>;
+  packZeroPoints(zeros: Float32Array, N: number, nBlocks: number, bits: number, dst: Uint8Array): void;
+  unpackZeroPoints(zp: Uint8Array, N: number, nBlocks: number, bits: number, zeros: Float32Array): void;
+}
+
+export interface NativeClip {
+  grid: number;
+  maxShrink: number;
+  norm: number;
+}
+
+export type NativePackFormat = "nbits" | "unnbits" | "int4t" | "unint4t" | "int8t";
+
+export type NativeOrthoKind = "hadamard" | "kron" | "auto";
+
+export type NativeOrthoFactor =
+  | { kind: "hadamard"; size: number; signs: Float32Array }
+  | { kind: "dense"; size: number; reflectors: Float64Array; d: Float64Array };
+
+/** FWHT and seeded orthogonal transforms (binding/transform_binding.cpp), rows of x in place. */
+export interface NativeTransformKernels {
+  fwht(x: Float32Array, rows: number, n: number, cancel?: NativeCancelToken | null): Promise<void>;
+  fwhtSync(x: Float32Array, rows: number, n: number): void;
+  orthoApply(
+    x: Float32Array, rows: number, n: number, seed: number, kind: NativeOrthoKind, inverse: boolean,
+    cancel?: NativeCancelToken | null,
+  ): Promise<void>;
+  orthoApplySync(x: Float32Array, rows: number, n: number, seed: number, kind: NativeOrthoKind, inverse: boolean): void;
+  orthoFactors(n: number, seed: number, kind: NativeOrthoKind): NativeOrthoFactor[];
+}
+
+/** What gptqQuantize resolves to (binding/gptq_binding.cpp; the arrays are written in place). */
+export interface NativeGptqStats {
+  damp: number;
+  percdamp: number;
+  dampRetries: number;
+  deadColumns: number;
+  proxyLoss: number;
+  proxyLossRtn: number;
+  weightEnergy: number;
+}
+
+/** GPTQ for one layer (binding/gptq_binding.cpp; arguments checked in gptq.ts, layout in core/gptq.h). */
+export interface NativeGptqKernels {
+  gptqQuantize(
+    w: Float32Array, h: Float32Array, rows: number, cols: number, options: GptqSettings,
+    codes: Uint8Array, scales: Float32Array, zeros: Float32Array, perm: Int32Array, groupIndex: Int32Array,
+    cancel?: NativeCancelToken | null,
+  ): Promise<NativeGptqStats>;
+}
+
+/**
+ * The BLAS-3 family (binding/linalg_binding.cpp; arguments checked in linalg.ts, contracts in
+ * core/gemm.h, core/hessian.h, core/cholesky.h). Row-major Float32Arrays with row strides `ld*`.
+ * Inputs are scanned for NaN/±Inf before anything is written: the promise then rejects with a
+ * RangeError (code ERR_QUANTLENS_NON_FINITE) naming the argument and element.
+ */
+export interface NativeLinalgKernels {
+  /** C[m×n] = alpha·op(A)·op(B) + beta·C; beta = 0 never reads C. */
+  sgemm(
+    transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number, a: Float32Array, lda: number,
+    b: Float32Array, ldb: number, beta: number, c: Float32Array, ldc: number, cancel?: NativeCancelToken | null,
+  ): Promise<void>;
+  /** As sgemm on the calling thread; refused (RangeError) above `sgemmSyncMaxMacs` multiply-adds. */
+  sgemmSync(
+    transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number, a: Float32Array, lda: number,
+    b: Float32Array, ldb: number, beta: number, c: Float32Array, ldc: number,
+  ): void;
+  readonly sgemmSyncMaxMacs: number;
+  /** h[n×n] += xᵀ·x for x [rows×n] (fp32 chunks, fp64 sums); both triangles written. */
+  hessianUpdate(h: Float64Array, n: number, x: Float32Array, rows: number, cancel?: NativeCancelToken | null): Promise<void>;
+  /** Lower Cholesky in place; resolves to -1, or the first non-positive pivot. */
+  choleskyLower(a: Float32Array, n: number, lda: number, cancel?: NativeCancelToken | null): Promise<number>;
+  /** Lower-triangular inverse in place (rejects with code ERR_QUANTLENS_SINGULAR on a zero diagonal). */
+  trtriLower(l: Float32Array, n: number, lda: number, cancel?: NativeCancelToken | null): Promise<void>;
+  /** H ← U with H⁻¹ = Uᵀ·U (U upper); resolves to -1, or the failing pivot (H then restored). */
+  gptqInverseCholeskyUpper(h: Float32Array, n: number, lda: number, cancel?: NativeCancelToken | null): Promise<number>;
+}
+
+/**
+ * Symmetric eigendecomposition (binding/eigen_binding.cpp, core/eigen.h; checked in eigen.ts).
+ * a: [n×n] row-major, only its lower triangle read. Fills values (n, ascending) and, unless
+ * null, vectors ([n×n], column j = the unit eigenvector of values[j]). A NaN/±Inf in the lower
+ * triangle rejects with a RangeError, code ERR_QUANTLENS_NON_FINITE, before anything is written.
+ */
+export interface NativeEigenKernels {
+  symmetricEigen(
+    a: Float32Array | Float64Array, n: number, values: Float64Array, vectors: Float64Array | Float32Array | null,
+    cancel?: NativeCancelToken | null,
+  ): Promise<void>;
+}
+
+export interface NativeKernels extends NativeQuantKernels, NativeTransformKernels, NativeGptqKernels, NativeLinalgKernels, NativeEigenKernels {
   readonly abiVersion: number;
   /** Elements per moments block (the TypeScript fallback must use the same). */
   readonly momentsBlock: number;
@@ -117,6 +234,27 @@ const REQUIRED_FUNCTIONS = [
   "convert",
   "convertAsync",
   "channelBatchStats",
+  "rtnQuantize",
+  "rtnQuantizeSync",
+  "rtnDequantize",
+  "rtnDequantizeSync",
+  "rtnParams",
+  "packCodes",
+  "packZeroPoints",
+  "unpackZeroPoints",
+  "fwht",
+  "fwhtSync",
+  "orthoApply",
+  "orthoApplySync",
+  "orthoFactors",
+  "sgemm",
+  "sgemmSync",
+  "hessianUpdate",
+  "choleskyLower",
+  "trtriLower",
+  "gptqInverseCholeskyUpper",
+  "gptqQuantize",
+  "symmetricEigen",
 ] as const;
 
 export type NativeLoadResult =

@@ -31,6 +31,11 @@ import {
 export type { Moments } from "./reference";
 export { emptyMoments, mergeMoments, momentsExcessKurtosis, momentsStd } from "./reference";
 export type { NativeFmaPeak as FmaPeak } from "./binding";
+export * from "./transforms";
+export * from "./quant";
+export * from "./linalg";
+export * from "./gptq";
+export * from "./eigen";
 
 /**
  * Elements per moments block, shared with the addon (`kMomentsBlock`): both reduce blocks in

@@ -1,0 +1,88 @@
+import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { OnnxModel } from "../../../extension/src/engine/onnx/model";
+import { quantizeModel } from "../../../extension/src/engine/quant/quantize";
+import { DEFAULT_CONFIG, type QuantConfig } from "../../../extension/src/engine/quant/config";
+import { exportQuantized, type ExportFormat } from "../../../extension/src/engine/export/export";
+import { loadRefCases, maxAbsDiff, runLogits } from "../../helpers/ort";
+import { STORIES_MODEL, tempDir } from "../../helpers/paths";
+
+const sha = (f: string) => crypto.createHash("sha256").update(fs.readFileSync(f)).digest("hex");
+
+let dir: string;
+let cleanup: () => void;
+let model: OnnxModel;
+const before = sha(STORIES_MODEL);
+beforeAll(async () => {
+  ({ dir, cleanup } = tempDir());
+  model = await OnnxModel.load(STORIES_MODEL);
+});
+afterAll(() => {
+  model.close();
+  cleanup();
+});
+
+async function quantizeAndExport(config: Partial<QuantConfig>, format: ExportFormat, name: string) {
+  const q = await quantizeModel(model, { ...DEFAULT_CONFIG, method: "rtn", ...config });
+  const out = path.join(dir, `${name}.onnx`);
+  const exported = await exportQuantized(model, q, out, format);
+  return { q, exported, out };
+}
+
+describe("export formats match the fake-quant reference in onnxruntime", () => {
+  const c = loadRefCases().find((x) => x.name === "b2_t64")!;
+  it.each([
+    ["W4 g32 asym", { bits: 4, group: 32 }, "matmulnbits"],
+    ["W4 g32 sym", { bits: 4, group: 32, symmetric: true }, "matmulnbits"],
+    ["W2 g32", { bits: 2, group: 32 }, "matmulnbits"],
+    ["W8 g64", { bits: 8, group: 64 }, "matmulnbits"],
+    ["W4 g128 (ragged on 172)", { bits: 4, group: 128 }, "matmulnbits"],
+    ["W8 per-channel", { bits: 8, group: 0 }, "qdq"],
+    ["W8 per-channel sym", { bits: 8, group: 0, symmetric: true }, "qdq"],
+  ] as const)("%s as %s", async (label, config, format) => {
+    const fake = await quantizeAndExport(config as Partial<QuantConfig>, "fake", `${label}-fake`.replace(/\W+/g, "_"));
+    const real = await quantizeAndExport(config as Partial<QuantConfig>, format, `${label}-${format}`.replace(/\W+/g, "_"));
+    expect(real.exported.layers.every((l) => l.form === format), JSON.stringify(real.exported.layers.find((l) => l.form !== format))).toBe(true);
+    const a = await runLogits(fake.out, c.ids, c.shape);
+    const b = await runLogits(real.out, c.ids, c.shape);
+    expect(maxAbsDiff(a, b)).toBeLessThanOrEqual(1e-3);
+    // Quantization did change the model.
+    expect(maxAbsDiff(a, c.logits)).toBeGreaterThan(1e-3);
+    const ops = new Set((await OnnxModel.load(real.out)).graph.node.map((n) => n.opType));
+    expect(ops.has(format === "matmulnbits" ? "MatMulNBits" : "DequantizeLinear")).toBe(true);
+  });
+
+  it("falls back to fake-quant, and says so, where MatMulNBits cannot express the layer (3 bits)", async () => {
+    const r = await quantizeAndExport({ bits: 3, group: 32 }, "matmulnbits", "w3");
+    expect(r.exported.layers.every((l) => l.form === "fake")).toBe(true);
+    expect(r.exported.notes.join()).toMatch(/MatMulNBits in onnxruntime 1\.30 runs 2\/4\/8 bits, not 3/);
+    const report = JSON.parse(fs.readFileSync(r.exported.report, "utf8"));
+    expect(report.layers).toHaveLength(35);
+    expect(report.layers[0]).toMatchObject({ method: "rtn", bits: 3, group: 32, form: "fake" });
+    expect(report.kept).toEqual([{ name: "/lm_head/MatMul", reason: expect.stringMatching(/lm_head stays in float/) }]);
+  });
+
+  it("never modifies the input model and refuses to overwrite it", async () => {
+    const q = await quantizeModel(model, { ...DEFAULT_CONFIG, method: "rtn" });
+    await expect(exportQuantized(model, q, STORIES_MODEL, "fake")).rejects.toThrow(/refusing to overwrite the input model/);
+    expect(sha(STORIES_MODEL)).toBe(before);
+  });
+
+  it("the fake export holds exactly the dequantized weights", async () => {
+    const { q, out } = await quantizeAndExport({ bits: 4, group: 32 }, "fake", "exact");
+    const m = await OnnxModel.load(out);
+    const lq = q.layers.find((l) => l.layer.name === "/model/layers.3/mlp/down_proj/MatMul")!;
+    const w = m.readFloat32(lq.layer.weight); // stored [in, out]
+    const { in: K, out: N } = lq.layer;
+    for (let k = 0; k < K; k += 13) {
+      for (let n = 0; n < N; n += 7) {
+        const g = Math.floor(k / 32);
+        const scale = lq.scales[n * Math.ceil(K / 32) + g];
+        const zero = lq.zeros[n * Math.ceil(K / 32) + g];
+        expect(w[k * N + n]).toBe(Math.fround(scale * (lq.codes[n * K + k] - zero)));
+      }
+    }
+  });
+});

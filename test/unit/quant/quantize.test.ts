@@ -1,0 +1,56 @@
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { OnnxModel } from "../../../extension/src/engine/onnx/model";
+import { quantizeModel } from "../../../extension/src/engine/quant/quantize";
+import { DEFAULT_CONFIG } from "../../../extension/src/engine/quant/config";
+import { loadModelData } from "../../../extension/src/engine/calib/model-data";
+import type { TokenData } from "../../../extension/src/engine/calib/data";
+import { STORIES, STORIES_MODEL } from "../../helpers/paths";
+
+let model: OnnxModel;
+let data: TokenData;
+beforeAll(async () => {
+  model = await OnnxModel.load(STORIES_MODEL);
+  data = loadModelData(model, path.join(STORIES, "calib.jsonl"), { samples: 16, seqLen: 256 });
+});
+afterAll(() => model.close());
+
+describe("GPTQ pass on stories260K", () => {
+  it.each([
+    ["W4 g32", { bits: 4, group: 32 }],
+    ["W4 g32 act-order", { bits: 4, group: 32, actOrder: true }],
+    ["W3 per-channel act-order", { bits: 3, group: 0, actOrder: true }],
+    ["W2 g32 sym", { bits: 2, group: 32, symmetric: true }],
+  ] as const)("%s: proxy loss ≤ RTN's on every layer", async (_label, config) => {
+    const q = await quantizeModel(model, { ...DEFAULT_CONFIG, method: "gptq", ...config }, { data });
+    expect(q.layers).toHaveLength(35);
+    for (const l of q.layers) {
+      expect(l.proxyLoss, l.layer.name).not.toBeNull();
+      expect(l.proxyLoss!, l.layer.name).toBeLessThanOrEqual(l.proxyLossRtn! * (1 + 1e-6));
+      expect(l.relProxyLoss!).toBeGreaterThan(0);
+    }
+    const sum = (k: "proxyLoss" | "proxyLossRtn") => q.layers.reduce((s, l) => s + l[k]!, 0);
+    expect(sum("proxyLoss")).toBeLessThan(0.9 * sum("proxyLossRtn"));
+    expect(q.calibration?.tokens).toBe(data.tokens);
+  });
+
+  it("RTN with calibration data reports the same proxy loss GPTQ computes for RTN", async () => {
+    const cfg = { ...DEFAULT_CONFIG, bits: 4 as const, group: 32 };
+    const rtn = await quantizeModel(model, { ...cfg, method: "rtn" }, { data });
+    const gptq = await quantizeModel(model, { ...cfg, method: "gptq" }, { data });
+    for (let i = 0; i < rtn.layers.length; i++) {
+      expect(rtn.layers[i].proxyLoss! / gptq.layers[i].proxyLossRtn!).toBeCloseTo(1, 3);
+    }
+  });
+
+  it("sequential mode quantizes block by block through the quantized blocks", async () => {
+    const q = await quantizeModel(model, { ...DEFAULT_CONFIG, method: "gptq", bits: 4, group: 32, sequential: true }, { data });
+    expect(q.layers).toHaveLength(35);
+    expect(q.calibration?.passes).toBeGreaterThanOrEqual(5);
+    for (const l of q.layers) expect(l.proxyLoss!).toBeLessThanOrEqual(l.proxyLossRtn! * (1 + 1e-6));
+  });
+
+  it("GPTQ without data is a clear error", async () => {
+    await expect(quantizeModel(model, { ...DEFAULT_CONFIG, method: "gptq" })).rejects.toThrow(/GPTQ needs calibration data/);
+  });
+});
