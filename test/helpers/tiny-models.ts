@@ -5,31 +5,11 @@ import {
   NodeProtoSchema,
   TensorProtoSchema,
   TensorProto_DataType as DT,
-  ValueInfoProtoSchema,
 } from "../../extension/src/engine/onnx/proto/onnx_pb";
+import { tensorValue } from "../fixtures/generator";
 
-function valueInfo(name: string, elemType: number, dims: (number | string)[]) {
-  return create(ValueInfoProtoSchema, {
-    name,
-    type: {
-      value: {
-        case: "tensorType",
-        value: {
-          elemType,
-          shape: {
-            dim: dims.map((d) =>
-              typeof d === "number"
-                ? { value: { case: "dimValue" as const, value: BigInt(d) } }
-                : { value: { case: "dimParam" as const, value: d } },
-            ),
-          },
-        },
-      },
-    },
-  });
-}
+const valueInfo = tensorValue;
 
-/** `y = x · W` with one weight initializer (any dtype and raw bytes), for bad-input tests. */
 export interface WeightSpec {
   dims: bigint[];
   dataType: number;

@@ -5,8 +5,8 @@ import { BadDataError } from "../../../extension/src/engine/errors";
 import { equalLengthBatches, loadTokenData } from "../../../extension/src/engine/calib/data";
 import { buildFeeds } from "../../../extension/src/engine/calib/runner";
 import { create } from "@bufbuild/protobuf";
-import { ValueInfoProtoSchema } from "../../../extension/src/engine/onnx/proto/onnx_pb";
 import { STORIES, tempDir } from "../../helpers/paths";
+import { tensorValue as valueInfo } from "../../fixtures/generator";
 
 let dir: string;
 let cleanup: () => void;
@@ -129,19 +129,3 @@ describe("models with extra inputs", () => {
     expect(r.taps[0].stats.n).toBe(8);
   });
 });
-
-/** A graph input/output with a tensor type and (symbolic) dims. */
-function valueInfo(name: string, elemType: number, dims: (number | string)[]) {
-  return create(ValueInfoProtoSchema, {
-    name,
-    type: {
-      value: {
-        case: "tensorType",
-        value: {
-          elemType,
-          shape: { dim: dims.map((d) => (typeof d === "number" ? { value: { case: "dimValue" as const, value: BigInt(d) } } : { value: { case: "dimParam" as const, value: d } })) },
-        },
-      },
-    },
-  });
-}
