@@ -54,7 +54,12 @@
         "binding/system_binding.cpp",
         "binding/moments_binding.cpp",
         "binding/convert_binding.cpp",
-        "binding/linalg_binding.cpp"
+        "binding/linalg_binding.cpp",
+        "core/cuda_backend.cpp"
+      ],
+      # The optional CUDA backend is dlopened at run time (core/cuda_backend.cpp): no CUDA link here.
+      "conditions": [
+        ["OS=='linux'", { "libraries": ["-ldl"] }]
       ],
       # C++ exceptions on, and std::exception thrown from a callback becomes a JS error.
       "dependencies": [

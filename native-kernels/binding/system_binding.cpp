@@ -1,8 +1,9 @@
-// info() -> {threads, hardwareThreads, simd, cpu, compiler}
+// info() -> {threads, hardwareThreads, simd, cpu, compiler, cuda: {available, status}}
 // setThreads(n) -> threads now (0 = hardware concurrency)
 // setSimd("auto" | "scalar") -> the SIMD path now in use
 // fmaPeak({seconds?, threads?}) -> Promise<{one, all, threads, simd}>   (AsyncWorker)
 #include "../core/cpu.h"
+#include "../core/cuda_backend.h"
 #include "../core/fma_peak.h"
 #include "../core/thread_pool.h"
 #include "addon.h"
@@ -42,6 +43,11 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   o.Set("simd", ql::simdName());
   o.Set("cpu", cpu);
   o.Set("compiler", CompilerName());
+  // The optional CUDA backend (core/cuda_backend.h): the first info() loads it (dlopen + device count).
+  Napi::Object cuda = Napi::Object::New(env);
+  cuda.Set("available", ql::cuda::available());
+  cuda.Set("status", ql::cuda::status());
+  o.Set("cuda", cuda);
   return o;
 }
 

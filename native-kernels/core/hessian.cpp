@@ -1,4 +1,5 @@
 #include "hessian.h"
+#include "cuda_backend.h"
 
 #include <algorithm>
 #include <functional>
@@ -64,6 +65,9 @@ void hessianUpdateNaive(double* H, size_t n, const float* X, size_t rows, size_t
 void hessian_update(double* H, size_t n, const float* X, size_t rows, size_t ldx, const CancelFlag* cancel) {
   throwIfCancelled(cancel);
   if (n == 0 || rows == 0) return;
+  // Optional CUDA backend (core/cuda_backend.h): large updates go to the GPU when a device is
+  // present; false means "not taken" (no device, too small, or a runtime error) → CPU below.
+  if (cuda::worthHessian(n, rows) && cuda::hessian_update(H, n, X, rows, ldx, cancel)) return;
   const MicroKernel kernel = microKernel();
   // Rows packed at once: up to 1024 (fewer passes over the double H), capped so the two packed
   // copies stay near 32 MiB for wide layers (n = 11008 → 256 rows).

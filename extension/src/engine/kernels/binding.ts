@@ -35,6 +35,12 @@ export interface NativeInfo {
   simd: string;
   cpu: { avx2: boolean; fma: boolean; f16c: boolean };
   compiler: string;
+  /**
+   * The optional CUDA backend (native-kernels/core/cuda_backend.h): `available` when
+   * libquantlens_cuda.so loaded with the right ABI and found a device; `status` says which device,
+   * or why not ("library not built: …", "no CUDA device: …", "disabled by QUANTLENS_CUDA=0", …).
+   */
+  cuda: { available: boolean; status: string };
 }
 
 export interface NativeFmaPeak {
