@@ -51,30 +51,13 @@ export interface GptqInput {
   losses?: boolean;
 }
 
-export interface GptqResult {
-  /** [rows × cols] in [0, 2^bits − 1], original column order. */
-  codes: Uint8Array;
-  /** [rows × ngroups]. */
-  scales: Float32Array;
-  /** [rows × ngroups], integer-valued. */
-  zeros: Float32Array;
-  ngroups: number;
+/**
+ * One layer's GPTQ result: the reference's `GptqOutput` fields (codes, scales/zeros, groupIndex,
+ * damping, proxy losses), `perm` only with act-order, and the normalised losses.
+ */
+export interface GptqResult extends Omit<GptqOutput, "perm"> {
   /** With act-order: perm[p] = the original column quantized p-th. */
   perm?: Int32Array;
-  /** [cols]: the group of each original column (see the layout note above). */
-  groupIndex: Int32Array;
-  /** λ added to H's diagonal; λ / mean(diag H); how many ×10 escalations that took. */
-  damp: number;
-  percdamp: number;
-  dampRetries: number;
-  /** Inputs never active in the calibration data (H_ii = 0): their weights are quantized as 0. */
-  deadColumns: number;
-  /** tr((W−Q) H (W−Q)ᵀ) with the given (undamped) H. NaN when `losses` is false. */
-  proxyLoss: number;
-  /** The same for round-to-nearest with the same bits, group and grid. */
-  proxyLossRtn: number;
-  /** tr(W H Wᵀ). */
-  weightEnergy: number;
   /** proxyLoss / weightEnergy, proxyLossRtn / weightEnergy (0 when W H Wᵀ vanishes). */
   relProxyLoss: number;
   relProxyLossRtn: number;
