@@ -1,4 +1,4 @@
-// info() -> {threads, hardwareThreads, simd, cpu, compiler, cuda: {available, status}}
+// info() -> {threads, hardwareThreads, simd, cpu, compiler, cuda: {available, status, calls: {hessian, gptqLayers}}}
 // setThreads(n) -> threads now (0 = hardware concurrency)
 // setSimd("auto" | "scalar") -> the SIMD path now in use
 // fmaPeak({seconds?, threads?}) -> Promise<{one, all, threads, simd}>   (AsyncWorker)
@@ -47,6 +47,11 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Object cuda = Napi::Object::New(env);
   cuda.Set("available", ql::cuda::available());
   cuda.Set("status", ql::cuda::status());
+  const ql::cuda::DispatchCounts calls = ql::cuda::dispatchCounts();
+  Napi::Object counts = Napi::Object::New(env);
+  counts.Set("hessian", static_cast<double>(calls.hessian));
+  counts.Set("gptqLayers", static_cast<double>(calls.gptqLayers));
+  cuda.Set("calls", counts);
   o.Set("cuda", cuda);
   return o;
 }

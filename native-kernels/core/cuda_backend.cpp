@@ -223,10 +223,18 @@ void setEnabled(bool on) { g_enabled.store(on); }
 
 std::string lastError() { return t_lastError; }
 
+namespace {
+std::atomic<uint64_t> g_hessianCalls{0}, g_gptqLayers{0};
+}  // namespace
+
+DispatchCounts dispatchCounts() { return {g_hessianCalls.load(), g_gptqLayers.load()}; }
+
 bool hessian_update(double* H, size_t n, const float* X, size_t rows, size_t ldx, const CancelFlag* cancel) {
   if (!ready()) return false;
-  return check(state().api.hessian_update(H, n, X, rows, ldx, cancel ? pollCancel : nullptr, cancelCtx(cancel)),
-               "hessian_update");
+  const bool ok = check(state().api.hessian_update(H, n, X, rows, ldx, cancel ? pollCancel : nullptr, cancelCtx(cancel)),
+                        "hessian_update");
+  if (ok) g_hessianCalls++;
+  return ok;
 }
 
 bool gptq_block_update(float* W, size_t rows, size_t colsRest, size_t ldw, const float* ErrT, size_t ldErr,
@@ -252,6 +260,7 @@ bool GptqSession::begin(const float* W, size_t rows, size_t cols, size_t ldw, co
   ql_cuda_gptq* s = nullptr;
   if (!check(state().api.gptq_create(&s, W, rows, cols, ldw, U, ldu), "gptq_create")) return false;
   session_ = s;
+  g_gptqLayers++;
   return true;
 }
 

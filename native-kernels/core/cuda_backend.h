@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "cancel.h"
@@ -40,6 +41,13 @@ std::string status();
 
 /** Turn the backend off/on at run time (tests compare both paths in one process). */
 void setEnabled(bool on);
+
+/** Calls the device has taken since the process started (Hessian updates, GPTQ layers). */
+struct DispatchCounts {
+  uint64_t hessian;
+  uint64_t gptqLayers;
+};
+DispatchCounts dispatchCounts();
 
 /** The last failure of a call on this thread (why it returned false), "" if none. */
 std::string lastError();

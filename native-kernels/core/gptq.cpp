@@ -1,4 +1,5 @@
 #include "gptq.h"
+#include "cuda_backend.h"
 
 #include <algorithm>
 #include <cmath>
@@ -195,14 +196,17 @@ GptqStats gptqQuantize(const float* W, size_t rows, size_t cols, const float* H,
 
   // Wp: [rows, cols] the working weights in quantization order, dead columns zeroed.
   std::vector<float> Wp(rows * cols);
-  forRowChunks(rows, cancel, [&](size_t r0, size_t r1) {
-    for (size_t r = r0; r < r1; r++) {
-      for (size_t p = 0; p < cols; p++) {
-        const size_t j = static_cast<size_t>(perm[p]);
-        Wp[r * cols + p] = dead[j] ? 0.0f : W[r * cols + j];
+  const auto loadWp = [&] {
+    forRowChunks(rows, cancel, [&](size_t r0, size_t r1) {
+      for (size_t r = r0; r < r1; r++) {
+        for (size_t p = 0; p < cols; p++) {
+          const size_t j = static_cast<size_t>(perm[p]);
+          Wp[r * cols + p] = dead[j] ? 0.0f : W[r * cols + j];
+        }
       }
-    }
-  });
+    });
+  };
+  loadWp();
 
   // Lazy batches [i1, i2): each panel of rows quantizes the batch's columns, spreading each
   // rounding error over the batch only; then one GEMM brings the batch's errors to all later
@@ -217,33 +221,55 @@ GptqStats gptqQuantize(const float* W, size_t rows, size_t cols, const float* H,
   if (useAvx2Fma()) panelKernel = gptqPanelAvx2;
 #endif
   const size_t tasks = (panels + kPanelsPerTask - 1) / kPanelsPerTask;
-  for (size_t i1 = 0; i1 < cols; i1 += B) {
-    throwIfCancelled(cancel);
-    const size_t i2 = std::min(i1 + B, cols);
-    const auto runPanels = [&](size_t t) {
-      if (isCancelled(cancel)) return;
-      std::vector<float> wt((i2 - i1) * kGptqLanes), group(L.G);
-      for (size_t panel = t * kPanelsPerTask; panel < std::min(panels, (t + 1) * kPanelsPerTask); panel++) {
-        const size_t r0 = panel * kGptqLanes;
-        const GptqPanel p{&L,          Wp.data() + r0 * cols,    std::min(kGptqLanes, rows - r0),
-                          U.data(),    i1,                       i2,
-                          ErrT.data() + r0, ldErr,               out.codes + r0 * cols,
-                          out.scales + r0 * L.ng, out.zeros + r0 * L.ng, wt.data(),
-                          group.data()};
-        panelKernel(p);
+  // With the optional CUDA backend (core/cuda_backend.h) the trailing updates run on the GPU
+  // with W resident there; the host gets back only the columns the next batch reads. Any GPU
+  // failure redoes the layer on the CPU from the caller's W.
+  const auto runBatches = [&](cuda::GptqSession* gpu) -> bool {
+    for (size_t i1 = 0; i1 < cols; i1 += B) {
+      throwIfCancelled(cancel);
+      const size_t i2 = std::min(i1 + B, cols);
+      const auto runPanels = [&](size_t t) {
+        if (isCancelled(cancel)) return;
+        std::vector<float> wt((i2 - i1) * kGptqLanes), group(L.G);
+        for (size_t panel = t * kPanelsPerTask; panel < std::min(panels, (t + 1) * kPanelsPerTask); panel++) {
+          const size_t r0 = panel * kGptqLanes;
+          const GptqPanel p{&L,          Wp.data() + r0 * cols,    std::min(kGptqLanes, rows - r0),
+                            U.data(),    i1,                       i2,
+                            ErrT.data() + r0, ldErr,               out.codes + r0 * cols,
+                            out.scales + r0 * L.ng, out.zeros + r0 * L.ng, wt.data(),
+                            group.data()};
+          panelKernel(p);
+        }
+      };
+      if (tasks == 1) {
+        runPanels(0);
+      } else {
+        pool().parallelFor(tasks, runPanels);
       }
-    };
-    if (tasks == 1) {
-      runPanels(0);
-    } else {
-      pool().parallelFor(tasks, runPanels);
+      throwIfCancelled(cancel);
+      if (i2 < cols) {
+        if (gpu) {
+          // The next batch reads columns [i2, i2 + B) and, with dynamic groups, up to G − 1 more.
+          const size_t next = std::min(cols - i2, B + (L.mode == GptqGroupMode::Dynamic ? L.G - 1 : 0));
+          if (!gpu->update(i1, i2, ErrT.data(), ldErr, Wp.data() + i2, cols, next)) return false;
+        } else {
+          sgemm(true, false, rows, cols - i2, i2 - i1, -1.0f, ErrT.data(), ldErr, U.data() + i1 * cols + i2, cols,
+                1.0f, Wp.data() + i2, cols, cancel);
+        }
+      }
     }
-    throwIfCancelled(cancel);
-    if (i2 < cols) {
-      sgemm(true, false, rows, cols - i2, i2 - i1, -1.0f, ErrT.data(), ldErr, U.data() + i1 * cols + i2, cols, 1.0f,
-            Wp.data() + i2, cols, cancel);
+    return true;
+  };
+  bool done = false;
+  if (cuda::worthGptq(rows, cols)) {
+    cuda::GptqSession gpu;
+    if (gpu.begin(Wp.data(), rows, cols, cols, U.data(), cols)) {
+      done = runBatches(&gpu);
+      gpu.end();
+      if (!done) loadWp();  // later columns of Wp are stale: start over on the CPU
     }
   }
+  if (!done) runBatches(nullptr);
   throwIfCancelled(cancel);
 
   ErrT = std::vector<float>();

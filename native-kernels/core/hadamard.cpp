@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cpu.h"
+#include "cuda_backend.h"
 #include "kernels_x86.h"
 #include "thread_pool.h"
 
@@ -83,6 +84,9 @@ void fwht(float* X, size_t rows, size_t n, const CancelFlag* cancel) {
   if (!isPowerOfTwo(n)) throw std::invalid_argument("fwht: n must be a power of two, got " + std::to_string(n));
   throwIfCancelled(cancel);
   if (rows == 0) return;
+  // Optional CUDA backend: bit-identical; only worth it over very few CPU cores (cuda_backend.h).
+  // False (no device, NaN/±Inf in X, an error) leaves X untouched for the CPU path below.
+  if (cuda::worthFwht(rows, n, pool().threads()) && cuda::fwht(X, rows, n, cancel)) return;
   const float norm = fwhtNorm(n);
   const size_t rowsPerTask = std::max<size_t>(1, kTaskElements / n);
   const size_t tasks = (rows + rowsPerTask - 1) / rowsPerTask;

@@ -67,7 +67,7 @@ function addonInChild(env: Record<string, string | undefined>) {
   for (const key of Object.keys(env)) if (env[key] === undefined) delete childEnv[key];
   const out = execFileSync(process.execPath, ["-e", script], { encoding: "utf8", env: childEnv });
   return JSON.parse(out.trim().split("\n").pop()!) as {
-    cuda: { available: boolean; status: string };
+    cuda: { available: boolean; status: string; calls: { hessian: number; gptqLayers: number } };
     fwht: number[];
     h: number[];
   };
@@ -134,7 +134,7 @@ describe.skipIf(NATIVE_DISABLED)("the CUDA backend", () => {
 
   it("QUANTLENS_CUDA=0: available false, 'disabled by QUANTLENS_CUDA=0'", () => {
     const r = addonInChild({ QUANTLENS_CUDA: "0" });
-    expect(r.cuda).toEqual({ available: false, status: "disabled by QUANTLENS_CUDA=0" });
+    expect(r.cuda).toEqual({ available: false, status: "disabled by QUANTLENS_CUDA=0", calls: { hessian: 0, gptqLayers: 0 } });
     expectKernelsWork(r);
   });
 
@@ -202,6 +202,44 @@ describe.skipIf(NATIVE_DISABLED)("the CUDA backend", () => {
       expect(r.summary).toMatchObject({ summary: true, failures: 0 });
       expect(r.status).toBe(0);
     });
+
+    it("the engine dispatches: GPTQ and the Hessian update through the (emulated) device give the CPU's results", () => {
+      // A layer above worthGptq's threshold (rows·cols² ≥ 4e9) and a Hessian above worthHessian's.
+      const script = `
+        const k = require(${JSON.stringify(ADDON)});
+        const t0 = Date.now();
+        let s = 7; const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32) - 0.5;
+        const rows = 16384, cols = 512, n = 8192; // n·cols² ≥ 2e9: worthHessian dispatches too
+        const x = Float32Array.from({ length: n * cols }, rnd);
+        for (let r = 0; r < n; r++) x[r * cols + 5] *= 20;
+        const h64 = new Float64Array(cols * cols);
+        k.hessianUpdate(h64, cols, x, n).then(async () => {
+          const h = Float32Array.from(h64, (v) => (2 / n) * v);
+          const w = Float32Array.from({ length: rows * cols }, rnd);
+          const codes = new Uint8Array(rows * cols), scales = new Float32Array(rows * 4), zeros = new Float32Array(rows * 4);
+          const r = await k.gptqQuantize(w, h, rows, cols, { bits: 4, group: 128, symmetric: false, blockSize: 128,
+            percdamp: 0.01, actOrder: true, staticGroups: false, maxDampRetries: 4, losses: true },
+            codes, scales, zeros, new Int32Array(cols), new Int32Array(cols));
+          let hash = 7; for (const c of codes) hash = (hash * 31 + c) >>> 0;
+          console.log(JSON.stringify({ cuda: k.info().cuda, h: Array.from(h64.subarray(0, 64)), loss: r.proxyLoss, hash, seconds: (Date.now() - t0) / 1000 }));
+        });`;
+      const run = (env: Record<string, string | undefined>) => {
+        const childEnv = { ...process.env, ...env };
+        for (const key of Object.keys(env)) if (env[key] === undefined) delete childEnv[key];
+        const out = execFileSync(process.execPath, ["-e", script], { encoding: "utf8", env: childEnv, timeout: 240_000 });
+        return JSON.parse(out.trim().split("\n").pop()!) as { cuda: { available: boolean; calls: { hessian: number; gptqLayers: number } }; h: number[]; loss: number; hash: number; seconds: number };
+      };
+      const cpu = run({ QUANTLENS_CUDA: "0", QUANTLENS_CUDA_LIB: undefined });
+      const gpu = run({ QUANTLENS_CUDA_LIB: emuLib, QUANTLENS_CUDA: undefined });
+      expect(cpu.cuda.available).toBe(false);
+      expect(gpu.cuda.available).toBe(true);
+      for (let i = 0; i < cpu.h.length; i++) expect(Math.abs(gpu.h[i] - cpu.h[i])).toBeLessThanOrEqual(1e-6 * Math.abs(cpu.h[i]) + 1e-3);
+      expect(gpu.loss / cpu.loss).toBeCloseTo(1, 5);
+      expect(gpu.hash).toBe(cpu.hash);
+      // The device really took the work (the results alone could not tell: they agree).
+      expect(gpu.cuda.calls).toEqual({ hessian: 1, gptqLayers: 1 });
+      expect(cpu.cuda.calls).toEqual({ hessian: 0, gptqLayers: 0 });
+    }, 300_000);
 
     it("emulated, out of device memory: false, the backend stays on, the outputs untouched", () => {
       // 1 KiB of "device" memory: every call fails to allocate and reports ENOMEM.

@@ -40,7 +40,7 @@ export interface NativeInfo {
    * libquantlens_cuda.so loaded with the right ABI and found a device; `status` says which device,
    * or why not ("library not built: …", "no CUDA device: …", "disabled by QUANTLENS_CUDA=0", …).
    */
-  cuda: { available: boolean; status: string };
+  cuda: { available: boolean; status: string; calls: { hessian: number; gptqLayers: number } };
 }
 
 export interface NativeFmaPeak {
