@@ -69,6 +69,18 @@ ArrayArg<uint16_t> Uint16ArrayArg(const Napi::CallbackInfo& info, size_t index, 
   return TypedArrayArg<uint16_t>(info, index, fn, name, napi_uint16_array, "Uint16Array");
 }
 
+ArrayArg<double> Float64ArrayArg(const Napi::CallbackInfo& info, size_t index, const char* fn, const char* name) {
+  return TypedArrayArg<double>(info, index, fn, name, napi_float64_array, "Float64Array");
+}
+
+ArrayArg<uint8_t> Uint8ArrayArg(const Napi::CallbackInfo& info, size_t index, const char* fn, const char* name) {
+  return TypedArrayArg<uint8_t>(info, index, fn, name, napi_uint8_array, "Uint8Array");
+}
+
+ArrayArg<int32_t> Int32ArrayArg(const Napi::CallbackInfo& info, size_t index, const char* fn, const char* name) {
+  return TypedArrayArg<int32_t>(info, index, fn, name, napi_int32_array, "Int32Array");
+}
+
 std::string StringArg(const Napi::CallbackInfo& info, size_t index, const char* fn, const char* name) {
   const Napi::Value v = info[index];
   if (!v.IsString()) ThrowTypeError(info.Env(), fn, name, "must be a string, got " + Describe(v));

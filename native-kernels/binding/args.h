@@ -26,6 +26,9 @@ struct ArrayArg {
 
 ArrayArg<float> Float32ArrayArg(const Napi::CallbackInfo& info, size_t index, const char* fn, const char* name);
 ArrayArg<uint16_t> Uint16ArrayArg(const Napi::CallbackInfo& info, size_t index, const char* fn, const char* name);
+ArrayArg<double> Float64ArrayArg(const Napi::CallbackInfo& info, size_t index, const char* fn, const char* name);
+ArrayArg<uint8_t> Uint8ArrayArg(const Napi::CallbackInfo& info, size_t index, const char* fn, const char* name);
+ArrayArg<int32_t> Int32ArrayArg(const Napi::CallbackInfo& info, size_t index, const char* fn, const char* name);
 
 /** A string argument that must be present. */
 std::string StringArg(const Napi::CallbackInfo& info, size_t index, const char* fn, const char* name);

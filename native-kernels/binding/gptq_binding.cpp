@@ -27,20 +27,6 @@ constexpr const char* kFn = "gptqQuantize";
 constexpr int64_t kMaxDim = int64_t{1} << 31;
 constexpr int64_t kMaxDampRetries = 30;
 
-template <typename T>
-ArrayArg<T> GptqTypedArray(const Napi::CallbackInfo& info, size_t index, const char* name, napi_typedarray_type type,
-                           const char* typeName) {
-  const Napi::Value v = info[index];
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
-    ThrowTypeError(info.Env(), kFn, name, std::string("must be a ") + typeName);
-  Napi::TypedArrayOf<T> array = v.As<Napi::TypedArrayOf<T>>();
-  ArrayArg<T> arg;
-  arg.data = array.Data();
-  arg.length = array.ElementLength();
-  arg.array = array;
-  return arg;
-}
-
 Napi::Value OptionField(Napi::Env env, const Napi::Object& options, const char* key) {
   const Napi::Value v = options.Get(key);
   if (v.IsUndefined()) ThrowTypeError(env, kFn, "options", std::string("needs the field '") + key + "'");
@@ -84,8 +70,8 @@ void ExpectLength(Napi::Env env, const char* name, size_t actual, size_t expecte
 GptqArgs ParseGptqArgs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   GptqArgs a;
-  a.w = GptqTypedArray<float>(info, 0, "w", napi_float32_array, "Float32Array");
-  a.h = GptqTypedArray<float>(info, 1, "h", napi_float32_array, "Float32Array");
+  a.w = Float32ArrayArg(info, 0, kFn, "w");
+  a.h = Float32ArrayArg(info, 1, kFn, "h");
   a.rows = static_cast<size_t>(IntegerArg(info, 2, kFn, "rows", 1, kMaxDim));
   a.cols = static_cast<size_t>(IntegerArg(info, 3, kFn, "cols", 1, kMaxDim));
   if (!info[4].IsObject()) ThrowTypeError(env, kFn, "options", "must be an object");
@@ -104,11 +90,11 @@ GptqArgs ParseGptqArgs(const Napi::CallbackInfo& info) {
   opt.maxDampRetries = static_cast<int>(IntegerOption(env, o, "maxDampRetries", 0, kMaxDampRetries));
   opt.losses = BoolOption(env, o, "losses");
 
-  a.codes = GptqTypedArray<uint8_t>(info, 5, "codes", napi_uint8_array, "Uint8Array");
-  a.scales = GptqTypedArray<float>(info, 6, "scales", napi_float32_array, "Float32Array");
-  a.zeros = GptqTypedArray<float>(info, 7, "zeros", napi_float32_array, "Float32Array");
-  a.perm = GptqTypedArray<int32_t>(info, 8, "perm", napi_int32_array, "Int32Array");
-  a.groupIndex = GptqTypedArray<int32_t>(info, 9, "groupIndex", napi_int32_array, "Int32Array");
+  a.codes = Uint8ArrayArg(info, 5, kFn, "codes");
+  a.scales = Float32ArrayArg(info, 6, kFn, "scales");
+  a.zeros = Float32ArrayArg(info, 7, kFn, "zeros");
+  a.perm = Int32ArrayArg(info, 8, kFn, "perm");
+  a.groupIndex = Int32ArrayArg(info, 9, kFn, "groupIndex");
 
   const size_t rows = a.rows, cols = a.cols;
   const size_t ng = ql::gptqGroupCount(cols, opt.group);

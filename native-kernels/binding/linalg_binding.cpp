@@ -47,18 +47,6 @@ float FiniteFloatArg(const Napi::CallbackInfo& info, size_t index, const char* f
   return static_cast<float>(d);
 }
 
-ArrayArg<double> Float64ArrayArg(const Napi::CallbackInfo& info, size_t index, const char* fn, const char* name) {
-  const Napi::Value v = info[index];
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
-    ThrowTypeError(info.Env(), fn, name, "must be a Float64Array");
-  Napi::Float64Array array = v.As<Napi::Float64Array>();
-  ArrayArg<double> arg;
-  arg.data = array.Data();
-  arg.length = array.ElementLength();
-  arg.array = array;
-  return arg;
-}
-
 size_t DimArg(const Napi::CallbackInfo& info, size_t index, const char* fn, const char* name) {
   return static_cast<size_t>(IntegerArg(info, index, fn, name, 0, kMaxDim));
 }

@@ -40,18 +40,6 @@ class TaskWorker : public PromiseWorker {
   std::function<void(const ql::CancelFlag*)> task_;
 };
 
-ArrayArg<uint8_t> Uint8ArrayArg(const Napi::CallbackInfo& info, size_t index, const char* fn, const char* name) {
-  const Napi::Value v = info[index];
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
-    ThrowTypeError(info.Env(), fn, name, "must be a Uint8Array");
-  Napi::Uint8Array array = v.As<Napi::Uint8Array>();
-  ArrayArg<uint8_t> arg;
-  arg.data = array.Data();
-  arg.length = array.ElementLength();
-  arg.array = array;
-  return arg;
-}
-
 bool BoolArg(const Napi::CallbackInfo& info, size_t index, const char* fn, const char* name) {
   if (!info[index].IsBoolean()) ThrowTypeError(info.Env(), fn, name, "must be a boolean");
   return info[index].As<Napi::Boolean>().Value();
