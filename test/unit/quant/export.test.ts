@@ -86,3 +86,24 @@ describe("export formats match the fake-quant reference in onnxruntime", () => {
     }
   });
 });
+
+describe("export of an anonymous export (unnamed nodes)", () => {
+  it("qdq and matmulnbits still match fake-quant", async () => {
+    const { anonymize } = await import("../../helpers/anonymize");
+    const { saveModel } = await import("../../../extension/src/engine/onnx/save");
+    const file = path.join(dir, "anon.onnx");
+    await saveModel(anonymize(model.proto), file); // every node name empty
+    const anon = await OnnxModel.load(file);
+    expect(anon.graph.node.every((n) => n.name === "")).toBe(true);
+    const ids = Array.from({ length: 32 }, (_, i) => (i * 37) % 512);
+    for (const [config, format] of [[{ bits: 8, group: 0 }, "qdq"], [{ bits: 4, group: 32 }, "matmulnbits"]] as const) {
+      const q = await quantizeModel(anon, { ...DEFAULT_CONFIG, method: "rtn", ...config });
+      const fake = path.join(dir, `anon-${format}-fake.onnx`);
+      const real = path.join(dir, `anon-${format}.onnx`);
+      await exportQuantized(anon, q, fake, "fake");
+      const r = await exportQuantized(anon, q, real, format);
+      expect(r.layers.every((l) => l.form === format)).toBe(true);
+      expect(maxAbsDiff(await runLogits(fake, ids, [1, 32]), await runLogits(real, ids, [1, 32]))).toBeLessThanOrEqual(1e-3);
+    }
+  });
+});

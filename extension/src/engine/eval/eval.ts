@@ -42,6 +42,7 @@ export async function evaluate(fp: OnnxModel, quant: OnnxModel | null, data: Tok
   if (quant && outputName(quant) !== logitsName) {
     throw new UsageError(`${quant.file}: its first output is '${outputName(quant)}', the fp model's is '${logitsName}'; are they the same model?`);
   }
+  const initializerNames = new Map([fp, quant ?? fp].map((m) => [m, new Set(m.graph.initializer.map((t) => t.name))]));
   const kls: number[] = [];
   let nllFp = 0;
   let nllQ = 0;
@@ -53,7 +54,7 @@ export async function evaluate(fp: OnnxModel, quant: OnnxModel | null, data: Tok
       const inputs = ids.slice(0, -1);
       const targets = ids.slice(1);
       const run = async (m: OnnxModel, s: typeof a) => {
-        const out = await s.session.run(buildFeeds(m.graph.input, new Set(m.graph.initializer.map((t) => t.name)), [inputs]), [logitsName]);
+        const out = await s.session.run(buildFeeds(m.graph.input, initializerNames.get(m)!, [inputs]), [logitsName]);
         const t = out[logitsName];
         return { data: t.type === "float16" ? f16ToF32(t.data as Uint16Array) : (t.data as Float32Array), V: t.dims[t.dims.length - 1] };
       };

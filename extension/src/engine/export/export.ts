@@ -87,12 +87,11 @@ export async function exportQuantized(model: OnnxModel, q: QuantizedModel, out: 
         dqInputs.push(`${base}_zero_point`);
       }
       const dqOut = `${base}_dequantized`;
-      g.replaceNode(
-        node,
-        create(NodeProtoSchema, { name: node.name, opType: "MatMul", input: [node.input[0], dqOut], output: node.output }),
-      );
-      g.nodes.splice(g.nodes.findIndex((n) => n.name === node.name), 0, create(NodeProtoSchema, {
-        name: `${node.name}/DequantizeLinear`,
+      const matmul = create(NodeProtoSchema, { name: node.name, opType: "MatMul", input: [node.input[0], dqOut], output: node.output });
+      g.replaceNode(node, matmul);
+      // Right before its MatMul (found by identity: exported nodes may be unnamed).
+      g.nodes.splice(g.nodes.indexOf(matmul), 0, create(NodeProtoSchema, {
+        name: `${l.name}/DequantizeLinear`,
         opType: "DequantizeLinear",
         input: dqInputs,
         output: [dqOut],
