@@ -40,7 +40,9 @@ if (fs.existsSync("webview/src/main.ts")) {
     format: "iife",
     sourcemap: true,
     minify: production,
-    entryPoints: { webview: "webview/src/main.ts" },
+    // dist/webview/main.js and, from the CSS main.ts imports, dist/webview/main.css (the paths
+    // the HTML shell loads: extension/src/protocol/index.ts).
+    entryPoints: { "webview/main": "webview/src/main.ts" },
     outdir: "dist",
     logLevel: quiet ? "warning" : "info",
   });

@@ -1,52 +1,55 @@
-// The VS Code face of QuantLens: thin glue over the headless engine (DESIGN.md). The panels,
-// tree view and quantize commands arrive with their issues; today it offers "Inspect Model".
+// The VS Code face of QuantLens: thin glue over the headless engine (DESIGN.md). Commands live in
+// commands/, the tree, the model inspector and the webview panels in views/; decisions are pure
+// functions there, unit-tested without VS Code.
 process.env.ORT_DISABLE_TELEMETRY = "1"; // before anything can load onnxruntime
 
 import * as vscode from "vscode";
-import { inspectModel } from "./engine/inspect";
-import { QuantLensError } from "./engine/errors";
-import { formatInspect } from "./cli/inspect";
 import { configureKernels } from "./engine/kernels/index";
+import { Host } from "./commands/host";
+import { registerQuantizeCommands } from "./commands/quantize";
+import { registerAnalyzeCommand } from "./commands/analyze";
+import { registerReportCommands } from "./commands/reports";
+import { PanelHost } from "./views/panels";
+import { ModelTreeProvider, VIEW_ID } from "./views/model-tree";
+import { ModelInspectorProvider } from "./views/inspector-editor";
+import { openReportPanel, type ReportPanelsDeps } from "./views/report-panels";
 
 export function activate(context: vscode.ExtensionContext): void {
   const output = vscode.window.createOutputChannel("QuantLens");
-  // Restricted Mode: no native code until the workspace is trusted (the TypeScript kernels run).
-  configureKernels({ log: (m) => output.appendLine(m), allowNative: vscode.workspace.isTrusted });
+  const host = new Host(context, output);
+  // Restricted Mode: no native code until the workspace is trusted (the TypeScript kernels run,
+  // and commands that run models refuse).
+  configureKernels({ log: (m) => host.log(m), allowNative: vscode.workspace.isTrusted });
+  const panels = new PanelHost(context.extensionUri, (l) => host.log(l));
+  const tree = new ModelTreeProvider((l) => host.log(l));
+  const deps: ReportPanelsDeps = {
+    host,
+    panels,
+    openLayer: async (model, layer, report) => {
+      await vscode.commands.executeCommand("quantlens.openLayer", model, layer, report);
+    },
+    compare: async (file) => {
+      await vscode.commands.executeCommand("quantlens.compareWith", file);
+    },
+  };
+  const openReport = async (file: string) => {
+    await openReportPanel(deps, file);
+  };
   context.subscriptions.push(
     output,
-    vscode.commands.registerCommand("quantlens.inspectModel", async (uri?: vscode.Uri) => {
-      const target = uri ?? (await pickModel());
-      if (!target) return;
-      try {
-        const result = await vscode.window.withProgress(
-          { location: vscode.ProgressLocation.Notification, title: "QuantLens: inspecting", cancellable: true },
-          (progress, token) => {
-            const abort = new AbortController();
-            token.onCancellationRequested(() => abort.abort());
-            return inspectModel(target.fsPath, {
-              signal: abort.signal,
-              onProgress: (done, total, layer) => progress.report({ message: `${done + 1}/${total} ${layer}` }),
-            });
-          },
-        );
-        output.appendLine(formatInspect(result));
-        output.show(true);
-      } catch (e) {
-        const msg = e instanceof QuantLensError ? e.message : `internal error: ${(e as Error).message}`;
-        output.appendLine(`Inspect failed: ${msg}`);
-        void vscode.window.showErrorMessage(`QuantLens: ${msg}`);
-      }
+    panels,
+    tree,
+    vscode.window.registerTreeDataProvider(VIEW_ID, tree),
+    ModelInspectorProvider.register(deps),
+    ...registerQuantizeCommands(host, () => tree.refresh(), openReport),
+    registerAnalyzeCommand(host, () => tree.refresh(), openReport),
+    ...registerReportCommands(host, deps),
+    vscode.commands.registerCommand("quantlens.refreshModels", () => tree.refresh()),
+    vscode.workspace.onDidGrantWorkspaceTrust(() => {
+      configureKernels({ allowNative: true });
+      host.log("Workspace trusted: native kernels and model execution enabled.");
     }),
   );
 }
 
 export function deactivate(): void {}
-
-async function pickModel(): Promise<vscode.Uri | undefined> {
-  const picked = await vscode.window.showOpenDialog({
-    canSelectMany: false,
-    filters: { "ONNX model": ["onnx"] },
-    openLabel: "Inspect",
-  });
-  return picked?.[0];
-}

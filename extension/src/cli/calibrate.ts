@@ -7,6 +7,8 @@ import { outlierChannels } from "../engine/analysis/outliers";
 import { UsageError } from "../engine/errors";
 import { bytes, progress, progressDone } from "./format";
 import { withInterrupt } from "./interrupt";
+import { checkOutput, externalFiles } from "./outputs";
+import { assertFiniteWeights, indexLinears, requireLinears } from "../engine/onnx/linear";
 import { parseCount, parseSize } from "./options";
 
 interface CalibrateFlags {
@@ -20,6 +22,7 @@ interface CalibrateFlags {
   ep: string;
   hessian: boolean;
   json?: boolean;
+  force?: boolean;
 }
 
 export function registerCalibrate(program: Command): void {
@@ -37,10 +40,15 @@ export function registerCalibrate(program: Command): void {
     .option("--ep <provider>", "execution provider: auto, cpu or cuda", "auto")
     .option("--no-hessian", "skip the Hessians (statistics only)")
     .option("--json", "print one JSON object on stdout")
+    .option("--force", "replace the stats file if it exists")
     .action(async (modelPath: string, flags: CalibrateFlags) => {
       if (!["auto", "cpu", "cuda"].includes(flags.ep)) throw new UsageError(`--ep must be auto, cpu or cuda, not '${flags.ep}'`);
       const model = await OnnxModel.load(modelPath);
       try {
+        checkOutput(flags.output, { force: flags.force, inputs: [modelPath, flags.data, ...externalFiles(model)] });
+        const index = indexLinears(model);
+        requireLinears(model, index);
+        assertFiniteWeights(model, index.layers);
         const data = loadModelData(model, flags.data, {
           samples: parseCount("--samples", flags.samples),
           seqLen: parseCount("--seq-len", flags.seqLen),

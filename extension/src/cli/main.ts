@@ -9,6 +9,9 @@ import { registerInspect } from "./inspect";
 import { registerCalibrate } from "./calibrate";
 import { registerEval } from "./eval";
 import { registerQuantize } from "./quantize";
+import { registerAnalyze } from "./analyze";
+import { registerSensitivity } from "./sensitivity";
+import { registerPlan } from "./plan";
 import { VERSION } from "./version";
 
 export async function main(argv: string[]): Promise<number> {
@@ -22,6 +25,9 @@ export async function main(argv: string[]): Promise<number> {
   registerCalibrate(program);
   registerQuantize(program);
   registerEval(program);
+  registerAnalyze(program);
+  registerSensitivity(program);
+  registerPlan(program);
   try {
     await program.parseAsync(argv, { from: "user" });
     return 0;

@@ -3,7 +3,7 @@ import fs from "node:fs";
 import { BadModelError } from "./errors";
 import { weightStats, type MomentsFn, type WeightStats } from "./analysis/weight-stats";
 import { floatDtype } from "./onnx/dtype";
-import { indexLinears, type LinearLayer, type Role, type ShareGroup, type Embedding } from "./onnx/linear";
+import { assertFiniteWeights, indexLinears, requireLinears, type LinearLayer, type Role, type ShareGroup, type Embedding } from "./onnx/linear";
 import { OnnxModel } from "./onnx/model";
 import { kernelBackend, type KernelBackend } from "./kernels/index";
 
@@ -70,12 +70,9 @@ export async function inspectModel(file: string, opts: InspectOptions = {}): Pro
     const t1 = performance.now();
     const index = indexLinears(model);
     const t2 = performance.now();
-    if (index.layers.length === 0) {
-      throw new BadModelError(
-        model.file,
-        "has no linear layers (MatMul or Gemm with a constant weight); QuantLens quantizes linear layers only",
-      );
-    }
+    requireLinears(model, index);
+    // Statistics of NaN/Inf weights would be meaningless: name the corrupt tensor instead.
+    if (!opts.noStats) assertFiniteWeights(model, index.layers);
     const linears: InspectedLayer[] = [];
     for (const [i, l] of index.layers.entries()) {
       if (opts.signal?.aborted) throw opts.signal.reason ?? new Error("cancelled");

@@ -41,6 +41,15 @@ describe("export formats match the fake-quant reference in onnxruntime", () => {
     ["W4 g128 (ragged on 172)", { bits: 4, group: 128 }, "matmulnbits"],
     ["W8 per-channel", { bits: 8, group: 0 }, "qdq"],
     ["W8 per-channel sym", { bits: 8, group: 0, symmetric: true }, "qdq"],
+    // Blocked DequantizeLinear at opset 21 (the model is raised from 17 by export/opset.ts).
+    ["W4 g32 asym (uint4 + zero points)", { bits: 4, group: 32 }, "qdq"],
+    ["W4 g32 sym (int4)", { bits: 4, group: 32, symmetric: true }, "qdq"],
+    ["W3 g32 (uint4 codes)", { bits: 3, group: 32 }, "qdq"],
+    ["W2 g64", { bits: 2, group: 64 }, "qdq"],
+    ["W4 g128 (ragged on 172)", { bits: 4, group: 128 }, "qdq"],
+    ["W4 per-channel (one block)", { bits: 4, group: 0 }, "qdq"],
+    ["W8 g64 (blocked uint8)", { bits: 8, group: 64 }, "qdq"],
+    ["W8 g32 sym (blocked int8)", { bits: 8, group: 32, symmetric: true }, "qdq"],
   ] as const)("%s as %s", async (label, config, format) => {
     const fake = await quantizeAndExport(config as Partial<QuantConfig>, "fake", `${label}-fake`.replace(/\W+/g, "_"));
     const real = await quantizeAndExport(config as Partial<QuantConfig>, format, `${label}-${format}`.replace(/\W+/g, "_"));

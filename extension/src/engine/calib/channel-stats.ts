@@ -40,6 +40,8 @@ export class ChannelStats {
   readonly m3: Float64Array;
   readonly m4: Float64Array;
   readonly absmax: Float32Array;
+  /** Σ|x| per channel over the finite values seen (AWQ's activation magnitude is absSum / n). */
+  readonly absSum: Float64Array;
   readonly hist = new Float64Array(HIST_BINS);
   readonly tokenNorms: number[] = [];
   nonFinite = 0;
@@ -54,6 +56,7 @@ export class ChannelStats {
     this.m3 = new Float64Array(C);
     this.m4 = new Float64Array(C);
     this.absmax = new Float32Array(C);
+    this.absSum = new Float64Array(C);
   }
 
   /** Add a batch X [rows × C] (row-major). Non-finite values are counted and skipped. */
@@ -62,12 +65,30 @@ export class ChannelStats {
     if (!this.out || this.out.rowNorm.length < rows) this.out = { ...channelBatchOut(rows, this.channels), absmax: this.absmax, hist: this.hist };
     const out = this.out;
     this.nonFinite += await channelBatchStats(x, rows, this.channels, out, { signal });
+    this.addAbs(x, rows);
     for (let r = 0; r < rows; r++) {
       const norm = out.rowNorm[r];
       this.tokenNorms.push(norm);
       if (source) this.offerTop(source, r, out.rowPeakChannel[r], out.rowPeak[r], norm);
     }
     this.merge(rows, out);
+  }
+
+  private addAbs(x: Float32Array, rows: number): void {
+    const C = this.channels;
+    const acc = this.absSum;
+    for (let r = 0; r < rows; r++) {
+      const o = r * C;
+      for (let c = 0; c < C; c++) {
+        const v = x[o + c];
+        if (Number.isFinite(v)) acc[c] += v < 0 ? -v : v;
+      }
+    }
+  }
+
+  /** Mean |x| per channel (AWQ's s_x). */
+  absMean(): Float64Array {
+    return this.absSum.map((s) => (this.n > 0 ? s / this.n : 0));
   }
 
   /** Pébay's pairwise update of (n, mean, m2, m3, m4) with the batch's, channel by channel. */

@@ -45,6 +45,9 @@ export function loadTokenData(file: string, opts: TokenDataOptions): TokenData {
     const code = (e as NodeJS.ErrnoException).code;
     throw new BadDataError(abs, code === "ENOENT" ? "does not exist" : `cannot be read (${code ?? e})`, { cause: e });
   }
+  // A UTF-8 byte-order mark (Windows editors write one) is not part of the first document.
+  if (raw.charCodeAt(0) === 0xfeff) raw = raw.slice(1);
+  if (raw.includes("\0")) throw new BadDataError(abs, "holds NUL bytes: a binary file, not .jsonl/.json/.txt text");
   if (raw.trim().length === 0) throw new BadDataError(abs, "is empty: no calibration sequences");
   const ext = path.extname(abs).toLowerCase();
   const docs = ext === ".jsonl" ? parseJsonl(abs, raw) : ext === ".json" ? parseJson(abs, raw) : ext === ".txt" ? parseTxt(raw) : undefined;
@@ -73,7 +76,15 @@ export function loadTokenData(file: string, opts: TokenDataOptions): TokenData {
     } else ids = doc.ids;
     const where = docLabel(ext, i);
     for (const id of ids) {
-      if (!Number.isInteger(id) || id < 0 || id >= opts.vocab) {
+      if (!Number.isInteger(id)) throw new BadDataError(abs, `${where}: token id ${id} is not an integer`);
+      if (id < 0 || id >= opts.vocab) {
+        if ("text" in doc) {
+          // The text was tokenized here: the tokenizer, not the file, is at fault.
+          throw new BadDataError(
+            path.join(opts.tokenizerDir!, "tokenizer.json"),
+            `does not match the model: it encodes ${where} of ${abs} to token id ${id}, but the model's vocabulary is [0, ${opts.vocab}) (the tokenizer has ${tokenizer!.get_vocab(true).size} tokens); use the tokenizer.json the model was trained with`,
+          );
+        }
         throw new BadDataError(abs, `${where}: token id ${id} is outside the model's vocabulary [0, ${opts.vocab})`);
       }
     }

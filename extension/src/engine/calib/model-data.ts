@@ -1,5 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
+import { BadModelError } from "../errors";
 import { indexLinears } from "../onnx/linear";
 import type { OnnxModel } from "../onnx/model";
 import { loadTokenData, type TokenData } from "./data";
@@ -28,6 +29,13 @@ export function modelTokenInfo(model: OnnxModel): ModelTokenInfo {
   }
   const index = indexLinears(model);
   const fromGraph = index.embeddings[0]?.vocab ?? index.layers.find((l) => l.role === "lm_head")?.out;
+  if (typeof config.vocab_size === "number" && fromGraph !== undefined && config.vocab_size !== fromGraph) {
+    // Ids up to config's size would index past the embedding table inside onnxruntime.
+    throw new BadModelError(
+      cfgFile,
+      `field 'vocab_size' is ${config.vocab_size} but the model ${model.file} has a vocabulary of ${fromGraph} (embedding rows / lm_head outputs): this config.json belongs to another model`,
+    );
+  }
   const vocab = typeof config.vocab_size === "number" ? config.vocab_size : (fromGraph ?? Number.MAX_SAFE_INTEGER);
   const maxPositions = typeof config.max_position_embeddings === "number" ? config.max_position_embeddings : undefined;
   const tokenizerDir = fs.existsSync(path.join(model.dir, "tokenizer.json")) ? model.dir : undefined;

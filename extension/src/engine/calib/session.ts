@@ -1,7 +1,5 @@
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import crypto from "node:crypto";
 import { toBinary } from "@bufbuild/protobuf";
 import { ModelProtoSchema, type ModelProto } from "../onnx/proto/onnx_pb";
 import { isExternal } from "../onnx/external";
@@ -21,6 +19,8 @@ export function ort(): Ort {
   ortModule ??= require("onnxruntime-node") as Ort;
   return ortModule;
 }
+
+const SESSION_CONFIG = { qdq_matmulnbits_accuracy_level: "0" };
 
 export type ExecutionProvider = "auto" | "cpu" | "cuda";
 
@@ -50,10 +50,8 @@ export function cudaProviderInstalled(): boolean {
 }
 
 /**
- * Create an onnxruntime session for `proto` (a possibly modified copy of `model`). Models whose
- * weights are embedded go in as bytes; models with external data are written to a private temp
- * folder with links to the original data files (onnxruntime resolves external data relative to
- * the model file), which is removed once the session holds the weights.
+ * Create an onnxruntime session for `proto` (a possibly modified copy of `model`). The proto
+ * goes in as bytes; external data is read by onnxruntime from the model's own folder.
  */
 export async function createSession(model: OnnxModel, proto: ModelProto, opts: SessionOptions = {}): Promise<RunnerSession> {
   const o = ort();
@@ -66,27 +64,17 @@ export async function createSession(model: OnnxModel, proto: ModelProto, opts: S
     // onnxruntime's graph optimizer rewrites DequantizeLinear→MatMul into MatMulNBits with
     // accuracy_level 4 by default (activations quantized to int8, 0.3–1% off); keep the exact
     // float computation so a qdq export evaluates as what it encodes.
-    extra: { session: { qdq_matmulnbits_accuracy_level: "0" } },
+    extra: { session: SESSION_CONFIG },
   };
   const tryCreate = async (providers: string[]) => {
     const external = proto.graph!.initializer.some(isExternal);
     if (!external) return o.InferenceSession.create(toBinary(ModelProtoSchema, proto), { ...base, executionProviders: providers });
-    const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), "quantlens-session-"));
-    try {
-      for (const t of model.initializers()) {
-        const ext = model.info(t.name)?.external;
-        if (!ext) continue;
-        const link = path.join(dir, ext.location);
-        if (fs.existsSync(link)) continue;
-        await fs.promises.mkdir(path.dirname(link), { recursive: true });
-        await fs.promises.symlink(ext.file, link);
-      }
-      const file = path.join(dir, `model-${crypto.randomBytes(4).toString("hex")}.onnx`);
-      await fs.promises.writeFile(file, toBinary(ModelProtoSchema, proto));
-      return await o.InferenceSession.create(file, { ...base, executionProviders: providers });
-    } finally {
-      await fs.promises.rm(dir, { recursive: true, force: true });
-    }
+    // The graph goes in as bytes; onnxruntime reads the external data itself, by offset, from
+    // the model's folder (locations were checked to stay inside it when the model was loaded).
+    // Links from a temp folder do not work: onnxruntime ≥ 1.2x refuses data that resolves
+    // outside the folder it loads the model from.
+    const extra = { session: { ...SESSION_CONFIG, model_external_initializers_file_folder_path: model.dir } };
+    return o.InferenceSession.create(toBinary(ModelProtoSchema, proto), { ...base, extra, executionProviders: providers });
   };
   let session: import("onnxruntime-node").InferenceSession | undefined;
   let provider: "cpu" | "cuda" = "cpu";

@@ -4,12 +4,17 @@ import { create } from "@bufbuild/protobuf";
 import { UsageError } from "../errors";
 import type { OnnxModel } from "../onnx/model";
 import { saveModel } from "../onnx/save";
+import { defaultOpset, upgradeOpset } from "./opset";
 import { DataType } from "../onnx/dtype";
 import { NodeProtoSchema, OperatorSetIdProtoSchema, type ModelProto } from "../onnx/proto/onnx_pb";
-import { NBITS_BLOCK_SIZES, NBITS_ORT_BITS, packDequantizeLinearInt8, packMatMulNBits } from "../kernels/quant";
+import { NBITS_BLOCK_SIZES, NBITS_ORT_BITS, packDequantizeLinearInt4, packDequantizeLinearInt8, packMatMulNBits, type DequantizeLinearWeight } from "../kernels/quant";
 import { dequantized, type LayerQuant, type QuantizedModel } from "../quant/quantize";
 import { toStoredLayout } from "../quant/layer-weights";
 import { bytesTensor, floatTensor, GraphEditor, intAttr } from "./graph-edit";
+import { exportRotatedLayer, type RotationCache } from "./rotation";
+import { indexLinears } from "../onnx/linear";
+import { applySmoothing, smoothingReport } from "./smoothing";
+import { actQuantReport, insertActQdq } from "./act-qdq";
 
 export type ExportFormat = "fake" | "matmulnbits" | "qdq";
 export const FORMATS: readonly ExportFormat[] = ["fake", "matmulnbits", "qdq"];
@@ -27,10 +32,12 @@ export interface ExportResult {
  * Write the quantized model (never over the input) and a report JSON beside it.
  * - `fake`: dequantized float weights in the original dtype and layout (any bits/group);
  * - `matmulnbits`: com.microsoft MatMulNBits (bits 2/4/8, block 16..256, as onnxruntime 1.30 runs);
- * - `qdq`: DequantizeLinear → MatMul, int8 per output channel (8-bit per-channel layers).
+ * - `qdq`: DequantizeLinear → MatMul: 8-bit per output channel (int8/uint8, any opset), or
+ *   blocked along the input (int4/uint4 for 2–4 bits, 8-bit with groups; per-channel low-bit as one
+ *   block), which raises the default-domain opset to 21 (export/opset.ts rewrites what changed).
  * Layers a format cannot express are written as `fake`, and the report says so.
  */
-export async function exportQuantized(model: OnnxModel, q: QuantizedModel, out: string, format: ExportFormat, extra: Record<string, unknown> = {}): Promise<ExportResult> {
+export async function exportQuantized(model: OnnxModel, q: QuantizedModel, out: string, format: ExportFormat, extra: Record<string, unknown> = {}, signal?: AbortSignal): Promise<ExportResult> {
   if (!FORMATS.includes(format)) throw new UsageError(`--format must be one of ${FORMATS.join(", ")}, not '${format}'`);
   const abs = path.resolve(out);
   if (abs === model.file) throw new UsageError(`refusing to overwrite the input model ${model.file}; choose another output path`);
@@ -38,12 +45,25 @@ export async function exportQuantized(model: OnnxModel, q: QuantizedModel, out: 
   const layers: ExportResult["layers"] = [];
   const notes: string[] = [];
   let usesContrib = false;
+  /** Blocked DequantizeLinear (int4/uint4, blocked 8-bit) needs the default domain at opset 21. */
+  let needsOpset = 0;
+  const rotations: RotationCache = new Map();
   for (const lq of q.layers) {
     const l = lq.layer;
     const node = model.graph.node[l.nodeIndex];
     let why: string | undefined;
-    if (format === "matmulnbits") why = nbitsUnsupported(lq);
-    else if (format === "qdq") why = lq.bits === 8 && lq.group === 0 ? undefined : "qdq is written for 8-bit per-channel layers (4-bit blocked DequantizeLinear needs opset 21)";
+    if (lq.rotation && format !== "fake") {
+      // QuIP: low-bit codes of the processed weight between input/output rotation subgraphs.
+      const r = await exportRotatedLayer(g, node, lq, format, rotations, { dataType: model.info(l.weight)?.dataType });
+      if (r.form !== "fake") {
+        usesContrib ||= r.form === "matmulnbits";
+        if (r.opset) needsOpset = Math.max(needsOpset, r.opset);
+        layers.push({ name: l.name, form: r.form });
+        continue;
+      }
+      why = r.note;
+    } else if (format === "matmulnbits") why = nbitsUnsupported(lq);
+    else if (format === "qdq") why = qdqUnsupported(lq);
     if (format !== "fake" && !why && l.op !== "MatMul") why = `${l.op} is written as fake-quant`;
     if (format === "fake" || why) {
       const stored = model.info(l.weight)!;
@@ -77,13 +97,14 @@ export async function exportQuantized(model: OnnxModel, q: QuantizedModel, out: 
       usesContrib = true;
       layers.push({ name: l.name, form: "matmulnbits" });
     } else {
-      const p = await packDequantizeLinearInt8({ codes: lq.codes, scales: lq.scales, zeros: lq.zeros }, l.out, l.in);
+      const p = await packQdqWeight(lq);
+      if (p.axis === 0) needsOpset = Math.max(needsOpset, 21);
       const base = l.weight;
-      g.setInitializer(bytesTensor(`${base}_q`, p.dims, p.data, p.dtype === "int8" ? DataType.INT8 : DataType.UINT8));
+      g.setInitializer(bytesTensor(`${base}_q`, p.dims, p.data, QDQ_DTYPE[p.dtype]));
       g.setInitializer(floatTensor(`${base}_scale`, p.scaleDims, p.scale));
       const dqInputs = [`${base}_q`, `${base}_scale`];
       if (p.zeroPoint) {
-        g.setInitializer(bytesTensor(`${base}_zero_point`, p.scaleDims, p.zeroPoint, DataType.UINT8));
+        g.setInitializer(bytesTensor(`${base}_zero_point`, p.scaleDims, p.zeroPoint, QDQ_DTYPE[p.dtype]));
         dqInputs.push(`${base}_zero_point`);
       }
       const dqOut = `${base}_dequantized`;
@@ -95,24 +116,37 @@ export async function exportQuantized(model: OnnxModel, q: QuantizedModel, out: 
         opType: "DequantizeLinear",
         input: dqInputs,
         output: [dqOut],
-        attribute: [intAttr("axis", 1)],
+        attribute: p.axis === 0 ? [intAttr("axis", 0), intAttr("block_size", p.blockSize!)] : [intAttr("axis", 1)],
       }));
       layers.push({ name: l.name, form: "qdq" });
     }
   }
+  // AWQ/SmoothQuant smoothing, then W8A8 activation Q/DQ: both rewire the layers' inputs, so
+  // they come after the layers are written (the quantized codes already carry W·diag(s)).
+  if (q.smoothing?.length || q.actQuant?.length) {
+    const index = indexLinears(model);
+    if (q.smoothing?.length) applySmoothing(g, model, index, q.smoothing, new Set(q.layers.map((x) => x.layer.name)));
+    if (q.actQuant?.length) insertActQdq(g, index, q.actQuant);
+  }
   g.prune();
   const fallbacks = layers.filter((x) => x.note);
   if (fallbacks.length) notes.push(`${fallbacks.length} layer(s) written as fake-quant: ${[...new Set(fallbacks.map((x) => x.note))].join("; ")}`);
+  let base: ModelProto = model.proto;
+  if (needsOpset > defaultOpset(base)) {
+    base = upgradeOpset(base, needsOpset, model.file);
+    notes.push(`default-domain opset raised from ${defaultOpset(model.proto)} to ${needsOpset} for blocked DequantizeLinear`);
+  }
   const proto: ModelProto = {
-    ...model.proto,
-    graph: g.build(),
+    ...base,
+    graph: needsOpset > defaultOpset(model.proto) ? upgradeOpset({ ...model.proto, graph: g.build(), functions: [] }, needsOpset, model.file).graph : g.build(),
     opsetImport:
-      usesContrib && !model.proto.opsetImport.some((o) => o.domain === "com.microsoft")
-        ? [...model.proto.opsetImport, create(OperatorSetIdProtoSchema, { domain: "com.microsoft", version: 1n })]
-        : model.proto.opsetImport,
+      usesContrib && !base.opsetImport.some((o) => o.domain === "com.microsoft")
+        ? [...base.opsetImport, create(OperatorSetIdProtoSchema, { domain: "com.microsoft", version: 1n })]
+        : base.opsetImport,
     producerName: "quantlens",
   };
-  await saveModel(proto, abs, { source: model });
+  // Cancelling mid-write leaves no partial model (saveModel removes its temp files).
+  await saveModel(proto, abs, { source: model, signal });
   const report = abs.replace(/\.onnx$/i, "") + ".quantlens.json";
   const body = {
     format_version: 1,
@@ -125,12 +159,65 @@ export async function exportQuantized(model: OnnxModel, q: QuantizedModel, out: 
     notes,
     kept: q.kept,
     layers: q.layers.map((lq, i) => layerReport(lq, layers[i].form, layers[i].note)),
+    ...(q.smoothing ? { smoothing: smoothingReport(q.smoothing) } : {}),
+    ...(q.actQuant ? { act_quant: actQuantReport(q.actQuant) } : {}),
     ...extra,
   };
   const tmp = `${report}.tmp-${process.pid}`;
   await fs.promises.writeFile(tmp, `${JSON.stringify(body, null, 2)}\n`);
   await fs.promises.rename(tmp, report);
   return { output: abs, report, format, layers, notes };
+}
+
+const QDQ_DTYPE: Record<DequantizeLinearWeight["dtype"], number> = {
+  int4: DataType.INT4,
+  uint4: DataType.UINT4,
+  int8: DataType.INT8,
+  uint8: DataType.UINT8,
+};
+
+function qdqUnsupported(lq: LayerQuant): string | undefined {
+  if (lq.bits > 8) return `qdq writes at most 8-bit weights, not ${lq.bits}`;
+  return undefined;
+}
+
+/**
+ * DequantizeLinear inputs for a layer: 8-bit per channel along axis 1; otherwise blocked along
+ * the input axis (block = group, or all inputs for per-channel), codes of 2–4 bits as int4/uint4.
+ */
+async function packQdqWeight(lq: LayerQuant): Promise<DequantizeLinearWeight> {
+  const l = lq.layer;
+  const q = { codes: lq.codes, scales: lq.scales, zeros: lq.zeros };
+  if (lq.bits === 8 && lq.group === 0) return packDequantizeLinearInt8(q, l.out, l.in);
+  const blockSize = lq.group > 0 && lq.group < l.in ? lq.group : l.in;
+  if (lq.bits <= 4) {
+    // packDequantizeLinearInt4 writes int4 (q − 8) only when every zero is 8, i.e. symmetric 4-bit.
+    return packDequantizeLinearInt4(q, l.out, l.in, { blockSize });
+  }
+  return packBlockedInt8(lq, blockSize);
+}
+
+/** 8-bit codes with groups: [K, N] int8 (q − 128, symmetric) or uint8 + zero points, blocked along K. */
+function packBlockedInt8(lq: LayerQuant, blockSize: number): DequantizeLinearWeight {
+  const N = lq.layer.out;
+  const K = lq.layer.in;
+  const nBlocks = Math.ceil(K / blockSize);
+  const ngroups = lq.scales.length / N;
+  if (ngroups !== nBlocks) throw new Error(`layer '${lq.layer.name}': ${ngroups} scale groups, expected ${nBlocks}`);
+  const symmetric = lq.zeros.every((z) => z === 128);
+  const data = new Uint8Array(K * N);
+  for (let n = 0; n < N; n++) {
+    for (let k = 0; k < K; k++) data[k * N + n] = symmetric ? (lq.codes[n * K + k] - 128) & 0xff : lq.codes[n * K + k];
+  }
+  const scale = new Float32Array(nBlocks * N);
+  const zeroPoint = symmetric ? null : new Uint8Array(nBlocks * N);
+  for (let n = 0; n < N; n++) {
+    for (let b = 0; b < nBlocks; b++) {
+      scale[b * N + n] = lq.scales[n * nBlocks + b];
+      if (zeroPoint) zeroPoint[b * N + n] = lq.zeros[n * nBlocks + b];
+    }
+  }
+  return { dtype: symmetric ? "int8" : "uint8", dims: [K, N], data, scale, scaleDims: [nBlocks, N], zeroPoint, axis: 0, blockSize };
 }
 
 function nbitsUnsupported(lq: LayerQuant): string | undefined {
@@ -154,7 +241,9 @@ export function layerReport(lq: LayerQuant, form?: string, note?: string) {
     rel_proxy_loss: lq.relProxyLoss,
     proxy_loss_rtn: lq.proxyLossRtn,
     damp: lq.damp,
+    damp_retries: lq.dampRetries,
     dead_columns: lq.deadColumns,
+    ...(lq.rotation ? { rotation: { u: lq.rotation.u, v: lq.rotation.v, rescale: lq.rotation.rescale !== null } } : {}),
     seconds: lq.seconds,
     ...(form ? { form } : {}),
     ...(note ? { note } : {}),

@@ -1,6 +1,6 @@
 import type { NodeProto } from "./proto/onnx_pb";
 import { attrInt, attrInts, GraphIndex } from "./graph";
-import { UnsupportedError } from "../errors";
+import { BadModelError, UnsupportedError } from "../errors";
 import { dtypeName, floatDtype } from "./dtype";
 import { bf16BitsToFloat, floatToBf16Bits, floatToHalfBits, halfBitsToFloat } from "../kernels/reference";
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from "../kernels/index";
@@ -66,6 +66,11 @@ export interface LinearIndex {
   /** Number of transformer blocks found (max block index + 1). */
   blocks: number;
   graph: GraphIndex;
+  /**
+   * MatMul/Gemm nodes whose weight is computed from constants inside the graph (e.g.
+   * `Add(W₁, W₂)`) instead of stored as an initializer: not indexed as linear layers.
+   */
+  computed: { node: string; tensor: string; op: string }[];
 }
 
 const WEIGHT_PASSTHROUGH = new Set(["Transpose", "Cast", "Identity", "DequantizeLinear"]);
@@ -102,7 +107,149 @@ export function indexLinears(model: OnnxModel): LinearIndex {
   assignBlocks(layers);
   markTied(model, layers, embeddings);
   const blocks = layers.reduce((m, l) => (l.block !== null ? Math.max(m, l.block + 1) : m), 0);
-  return { layers, shareGroups, embeddings, blocks, graph: g };
+  checkLinearShapes(model, g, layers, embeddings);
+  return { layers, shareGroups, embeddings, blocks, graph: g, computed: computedWeights(g, layers) };
+}
+
+/**
+ * Throw a BadModelError when a model has no linear layer QuantLens can work on, saying why when
+ * the graph computes its MatMul weights from constants instead of storing them.
+ */
+export function requireLinears(model: OnnxModel, index: LinearIndex): void {
+  if (index.layers.length > 0) return;
+  const c = index.computed;
+  const why = c.length
+    ? `; ${c.length} MatMul/Gemm weight${c.length > 1 ? "s are" : " is"} computed inside the graph instead of stored (e.g. '${c[0].node}' reads '${c[0].tensor}', the output of a ${c[0].op} node): fold the constants first (onnxruntime offline optimization, onnxsim) so the weights become initializers`
+    : "";
+  throw new BadModelError(
+    model.file,
+    `has no linear layers (MatMul or Gemm with a constant initializer weight); QuantLens quantizes linear layers only${why}`,
+  );
+}
+
+/**
+ * Every float linear weight must be finite: NaN/Inf would poison calibration and quantization
+ * alike. Streams each weight once; the error names the tensor and the first bad element.
+ */
+export function assertFiniteWeights(model: OnnxModel, layers: readonly LinearLayer[]): void {
+  const seen = new Set<string>();
+  for (const l of layers) {
+    if (seen.has(l.weight) || !floatDtype(model.info(l.weight)?.dataType ?? 0)) continue;
+    seen.add(l.weight);
+    model.assertFinite(l.weight);
+  }
+}
+
+/** Constant-only subgraphs feeding a MatMul/Gemm weight input that is not a traceable initializer. */
+function computedWeights(g: GraphIndex, layers: LinearLayer[]): LinearIndex["computed"] {
+  const linearNodes = new Set(layers.map((l) => g.nodes[l.nodeIndex]));
+  const constant = new Map<string, boolean>();
+  const isConst = (t: string, depth = 0): boolean => {
+    if (g.isConstant(t)) return true;
+    const known = constant.get(t);
+    if (known !== undefined) return known;
+    const p = g.producer.get(t);
+    // Deep chains are not worth following: an unknown answer counts as "not constant".
+    const v = !!p && depth < 32 && p.input.length > 0 && p.input.every((i) => i === "" || isConst(i, depth + 1));
+    constant.set(t, v);
+    return v;
+  };
+  const out: LinearIndex["computed"] = [];
+  for (const n of g.nodes) {
+    if ((n.opType !== "MatMul" && n.opType !== "Gemm") || linearNodes.has(n) || n.input.length < 2) continue;
+    if (n.domain && n.domain !== "ai.onnx") continue;
+    const w = n.input[1];
+    if (g.initializerNames.has(w) || isConst(n.input[0]) || !isConst(w)) continue;
+    out.push({ node: g.nodeLabel(n), tensor: w, op: g.producer.get(w)?.opType ?? "?" });
+  }
+  return out;
+}
+
+/** Ops whose output keeps the last dimension of their (non-broadcast) activation input. */
+const KEEPS_LAST_DIM = new Set([
+  "Cast", "Identity", "Relu", "Sigmoid", "Tanh", "Erf", "Gelu", "FastGelu", "QuickGelu", "Softplus", "Silu", "Swish",
+  "Elu", "Selu", "HardSigmoid", "HardSwish", "Mish", "LeakyRelu", "Neg", "Abs", "Sqrt", "Exp",
+  "Add", "Sub", "Mul", "Div", "Pow", "Where",
+  "SimplifiedLayerNormalization", "LayerNormalization", "SkipSimplifiedLayerNormalization", "SkipLayerNormalization",
+  "RMSNormalization",
+]);
+
+/**
+ * A linear layer whose weight does not fit the activation it reads makes a broken graph: check
+ * each layer's input features against what is known of the last dimension of its input
+ * (another linear's outputs, an embedding's width, a norm's weight, a static graph input), and
+ * the layers sharing one input against each other. Only definite contradictions are reported.
+ */
+function checkLinearShapes(model: OnnxModel, g: GraphIndex, layers: LinearLayer[], embeddings: Embedding[]): void {
+  const linearByOutput = new Map(layers.map((l) => [l.output, l]));
+  const embedByNode = new Map<NodeProto, Embedding>();
+  for (const n of g.nodes) {
+    if (n.opType !== "Gather") continue;
+    const e = embeddings.find((x) => x.weight === n.input[0]);
+    if (e) embedByNode.set(n, e);
+  }
+  const staticInput = new Map<string, number>();
+  for (const i of model.graph.input) {
+    const dims = i.type?.value.case === "tensorType" ? i.type.value.value.shape?.dim : undefined;
+    const last = dims?.[dims.length - 1];
+    if (last?.value.case === "dimValue") staticInput.set(i.name, Number(last.value.value));
+  }
+  const memo = new Map<string, { dim: number; from: string } | null>();
+  // Last dimension of `t` when it can be told for sure (> 1: broadcasting makes 1 inconclusive).
+  const lastDim = (t: string, depth: number): { dim: number; from: string } | null => {
+    if (memo.has(t)) return memo.get(t)!;
+    let r: { dim: number; from: string } | null = null;
+    const lin = linearByOutput.get(t);
+    const p = g.producer.get(t);
+    if (lin) r = { dim: lin.out, from: `the output of '${lin.name}'` };
+    else if (staticInput.has(t)) r = { dim: staticInput.get(t)!, from: `graph input '${t}'` };
+    else if (p && embedByNode.has(p)) {
+      const e = embedByNode.get(p)!;
+      r = { dim: e.hidden, from: `embedding '${e.weight}'` };
+    } else if (p && depth < 12 && KEEPS_LAST_DIM.has(p.opType) && (!p.domain || p.domain === "ai.onnx" || p.domain === "com.microsoft")) {
+      const inputs = p.opType === "Where" ? p.input.slice(1) : p.input;
+      for (const i of inputs) {
+        if (!i) continue;
+        const info = model.info(i);
+        if (info) {
+          // A broadcast constant: a vector's length is the last dimension (scalars tell nothing).
+          if (info.dims.length >= 1 && info.dims[info.dims.length - 1] > 1) {
+            r = { dim: info.dims[info.dims.length - 1], from: `initializer '${i}'` };
+            break;
+          }
+          continue;
+        }
+        const d = lastDim(i, depth + 1);
+        if (d) {
+          r = d;
+          break;
+        }
+      }
+    }
+    if (r && r.dim <= 1) r = null;
+    memo.set(t, r);
+    return r;
+  };
+  const firstReader = new Map<string, LinearLayer>();
+  for (const l of layers) {
+    const other = firstReader.get(l.input);
+    if (!other) firstReader.set(l.input, l);
+    else if (other.in !== l.in) {
+      throw new BadModelError(
+        model.file,
+        `linear layers '${other.name}' and '${l.name}' read the same tensor '${l.input}' but take ${other.in} and ${l.in} input features: the weight's dims do not match the graph`,
+        { tensor: l.weight },
+      );
+    }
+    const d = lastDim(l.input, 0);
+    if (d && d.dim !== l.in) {
+      throw new BadModelError(
+        model.file,
+        `linear layer '${l.name}' takes ${l.in} input features but its input '${l.input}' has ${d.dim} (from ${d.from}): the weight's dims do not match the graph`,
+        { tensor: l.weight },
+      );
+    }
+  }
 }
 
 /** A MatMul (weight as B) or Gemm (transA = 0) whose weight traces back to a 2-D initializer. */

@@ -13,6 +13,13 @@ if (os.endianness() !== "LE") throw new Error("QuantLens needs a little-endian m
 /** Protobuf messages cannot exceed 2 GiB; bigger weights must live in external data files. */
 export const PROTOBUF_LIMIT = 2 ** 31 - 1;
 
+/**
+ * Newest IR version and default-domain opset QuantLens handles: what the bundled onnxruntime-node
+ * (1.30) loads. A newer model may change semantics the engine relies on; it is refused up front.
+ */
+export const MAX_IR_VERSION = 13;
+export const MAX_OPSET = 26;
+
 /** Shape, type and storage of one initializer, validated once at load. */
 export interface TensorInfo {
   name: string;
@@ -86,6 +93,18 @@ export class OnnxModel {
     }
     if (proto.irVersion <= 0n) throw new BadModelError(abs, "not an ONNX model: ir_version is missing");
     if (proto.opsetImport.length === 0) throw new BadModelError(abs, "not an ONNX model: opset_import is empty");
+    if (proto.irVersion > BigInt(MAX_IR_VERSION)) {
+      throw new UnsupportedError(
+        `${abs}: field 'ir_version' is ${proto.irVersion}, newer than QuantLens supports (${MAX_IR_VERSION}, what onnxruntime 1.30 loads); re-export the model with an older ONNX version`,
+      );
+    }
+    for (const op of proto.opsetImport) {
+      if ((op.domain === "" || op.domain === "ai.onnx") && op.version > BigInt(MAX_OPSET)) {
+        throw new UnsupportedError(
+          `${abs}: field 'opset_import' asks for opset ${op.version} of the default ONNX domain, newer than QuantLens supports (${MAX_OPSET}); re-export with opset ${MAX_OPSET} or lower`,
+        );
+      }
+    }
     const model = new OnnxModel(abs, proto, bytes.length);
     model.validate();
     return model;
@@ -158,6 +177,43 @@ export class OnnxModel {
     for (let start = 0; start < count; start += chunkElems) {
       yield this.readFloat32(name, start, Math.min(chunkElems, count - start));
     }
+  }
+
+  /**
+   * Count the NaN/±Inf values of a float initializer, streaming it in chunks, and give the first
+   * one's element index. `undefined` when every value is finite.
+   */
+  findNonFinite(name: string, chunkElems = 1 << 22): { count: number; first: number } | undefined {
+    let count = 0;
+    let first = -1;
+    let start = 0;
+    for (const chunk of this.floatChunks(name, chunkElems)) {
+      for (let i = 0; i < chunk.length; i++) {
+        // x − x is 0 for finite x and NaN for NaN and ±Inf.
+        if (chunk[i] - chunk[i] !== 0) {
+          if (first < 0) first = start + i;
+          count++;
+        }
+      }
+      start += chunk.length;
+    }
+    return count ? { count, first } : undefined;
+  }
+
+  /**
+   * Throw a BadModelError naming the tensor and the first bad element when a float weight holds
+   * NaN or ±Inf: quantizing it (or calibrating through it) could only give garbage.
+   */
+  assertFinite(name: string): void {
+    const bad = this.findNonFinite(name);
+    if (!bad) return;
+    const dims = this.requireInfo(name).dims;
+    const at = dims.length ? unravel(bad.first, dims) : [];
+    throw new BadModelError(
+      this.file,
+      `holds ${bad.count} NaN/Inf value${bad.count > 1 ? "s" : ""} (first at [${at.join(", ")}]); the weights are corrupt — re-export the model`,
+      { tensor: name },
+    );
   }
 
   /** Raw little-endian bytes of any initializer with fixed-size elements. */
@@ -283,6 +339,19 @@ export class OnnxModel {
       }
     }
   }
+}
+
+/** Row-major index → coordinates. */
+function unravel(index: number, dims: number[]): number[] {
+  const at = new Array<number>(dims.length).fill(0);
+  let rest = index;
+  for (let d = dims.length - 1; d >= 0; d--) {
+    if (dims[d] > 0) {
+      at[d] = rest % dims[d];
+      rest = Math.floor(rest / dims[d]);
+    }
+  }
+  return at;
 }
 
 function typedFieldCount(t: TensorProto): number | undefined {

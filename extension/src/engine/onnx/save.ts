@@ -45,6 +45,7 @@ export async function saveModel(proto: ModelProto, outPath: string, opts: SaveOp
   const graph = proto.graph;
   if (!graph) throw new UsageError(`cannot save ${out}: the model has no graph`);
   if (opts.source) guardSource(opts.source, out, opts.location);
+  if (isDirectory(out)) throw new UsageError(`cannot write the model to ${out}: it is a folder; give a file name`);
   const tensorBytes = (t: TensorProto): Uint8Array => {
     if (!isExternal(t)) return t.rawData;
     if (!opts.source) throw new UsageError(`tensor '${t.name}' is in external data but no source model was given`);
@@ -100,8 +101,33 @@ export async function saveModel(proto: ModelProto, outPath: string, opts: SaveOp
     await fs.promises.rename(tmpModel, out);
   } catch (e) {
     await Promise.all(temps.map((f) => fs.promises.rm(f, { force: true })));
-    throw e;
+    throw asWriteError(e, out);
   }
+}
+
+function isDirectory(p: string): boolean {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** A file-system failure while writing an output (no space, read-only folder…) names the output. */
+export function asWriteError(e: unknown, out: string): unknown {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (typeof code !== "string" || !/^E[A-Z]+$/.test(code)) return e;
+  const why: Record<string, string> = {
+    ENOSPC: "no space left on the device",
+    EDQUOT: "disk quota exceeded",
+    EACCES: "permission denied",
+    EPERM: "operation not permitted",
+    EROFS: "read-only file system",
+    EISDIR: "it is a folder",
+    ENOTDIR: "a parent of it is not a folder",
+    ENAMETOOLONG: "the name is too long",
+  };
+  return new UsageError(`cannot write ${out}: ${why[code] ?? code} (${(e as Error).message}); nothing was written`, { cause: e });
 }
 
 async function writeExternal(

@@ -1,7 +1,7 @@
 import { UsageError } from "../errors";
 
-export type Method = "rtn" | "gptq";
-export const METHODS: readonly Method[] = ["rtn", "gptq"];
+export type Method = "rtn" | "gptq" | "quip" | "awq" | "smoothquant";
+export const METHODS: readonly Method[] = ["rtn", "gptq", "quip", "awq", "smoothquant"];
 
 /**
  * One quantization setting (DESIGN.md "Algorithms"). `group` is the number of consecutive input
@@ -25,6 +25,26 @@ export interface QuantConfig {
   sequential: boolean;
   /** Also quantize lm_head (default false: it stays in float, as GPTQ/AWQ do by default). */
   includeLmHead: boolean;
+  /** AWQ: a fixed α of s = mean|x|^α instead of the grid search; SmoothQuant: the migration strength (default 0.5). */
+  alpha?: number;
+  /** SmoothQuant: smooth the norm-fed inputs only ("norm", the reference smooth_lm) or also down_proj through up_proj's rows ("exact", default). */
+  smoothScope?: "norm" | "exact";
+  /** AWQ: the clipping search after the scale search (default true). */
+  awqClip?: boolean;
+  /** Calibrated static int8 activation quantization of every quantized layer's input (W8A8); SmoothQuant implies 8. */
+  actBits?: 8;
+  /** QuIP (quant/quip.ts): base seed of U and V (default 0; the convention is in quip.ts). */
+  quipSeed?: number;
+  /** QuIP: "kron" (default, the paper's two-factor Kronecker), "hadamard" (randomized Hadamard; dense ⊗ Hadamard for non-powers of two) or "auto". */
+  quipRotation?: "kron" | "hadamard" | "auto";
+  /** QuIP: greedy coordinate-descent passes after LDLQ (default 0). */
+  quipRefine?: number;
+  /** QuIP: the paper's diagonal rescaling D̃ = ⁴√(diag H / diag WᵀW) (default true). */
+  quipRescale?: boolean;
+  /** QuIP: "tensor" (default: one scale ρ‖W‖_F/√(mn), the paper's code) or "group" (`group`/`symmetric` scales; 0 = per row). `clip` searches ρ or each group's range. */
+  quipScale?: "tensor" | "group";
+  /** QuIP: ρ of the per-tensor scale (default 2.4). */
+  quipRho?: number;
 }
 
 export const DEFAULT_CONFIG: QuantConfig = {
@@ -45,5 +65,13 @@ export function checkConfig(c: QuantConfig): QuantConfig {
   if (![2, 3, 4, 8].includes(c.bits)) throw new UsageError(`--bits must be 2, 3, 4 or 8, not ${c.bits}`);
   if (!Number.isInteger(c.group) || c.group < 0) throw new UsageError(`--group must be 0 (per channel) or a positive integer, not ${c.group}`);
   if (!(c.percdamp > 0 && c.percdamp < 1)) throw new UsageError(`--percdamp must be in (0, 1), not ${c.percdamp}`);
+  if (c.quipSeed !== undefined && !(Number.isInteger(c.quipSeed) && c.quipSeed >= 0 && c.quipSeed <= 0xffffffff)) throw new UsageError(`--seed must be an integer in [0, 2^32), not ${c.quipSeed}`);
+  if (c.quipRotation !== undefined && !["kron", "hadamard", "auto"].includes(c.quipRotation)) throw new UsageError(`--rotation must be hadamard, kron or auto, not '${c.quipRotation}'`);
+  if (c.quipRefine !== undefined && !(Number.isInteger(c.quipRefine) && c.quipRefine >= 0 && c.quipRefine <= 100)) throw new UsageError(`--refine must be an integer in 0..100, not ${c.quipRefine}`);
+  if (c.quipScale !== undefined && !["tensor", "group"].includes(c.quipScale)) throw new UsageError(`--quip-scale must be tensor or group, not '${c.quipScale}'`);
+  if (c.quipRho !== undefined && !(c.quipRho > 0 && c.quipRho <= 16)) throw new UsageError(`--rho must be in (0, 16], not ${c.quipRho}`);
+  if (c.alpha !== undefined && !(c.alpha >= 0 && c.alpha <= 1)) throw new UsageError(`--alpha must be in [0, 1], not ${c.alpha}`);
+  if (c.smoothScope !== undefined && !["norm", "exact"].includes(c.smoothScope)) throw new UsageError(`smoothScope must be norm or exact, not '${c.smoothScope}'`);
+  if (c.actBits !== undefined && c.actBits !== 8) throw new UsageError(`--act-bits must be 8 (static int8 activations), not ${c.actBits}`);
   return c;
 }

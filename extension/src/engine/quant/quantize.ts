@@ -1,5 +1,5 @@
 import { CancelledError, UsageError } from "../errors";
-import { indexLinears, type LinearLayer } from "../onnx/linear";
+import { assertFiniteWeights, indexLinears, requireLinears, type LinearLayer } from "../onnx/linear";
 import type { OnnxModel } from "../onnx/model";
 import { calibrate, type CalibrationOptions, type TapResult } from "../calib/runner";
 import type { TokenData } from "../calib/data";
@@ -9,6 +9,12 @@ import { gptqQuantize } from "../kernels/gptq";
 import { checkConfig, type QuantConfig } from "./config";
 import { proxyLoss } from "./proxy";
 import { readWeightOutIn, toStoredLayout } from "./layer-weights";
+import type { LayerPlan } from "./plan";
+import { awqBlock, quantizeByBlock } from "./awq";
+import { smoothQuantBlock } from "./smoothquant";
+import { actQuantOf, type ActQuant } from "../export/act-qdq";
+import type { SmoothingVector } from "../export/smoothing";
+import { quipQuantizeLayer, quipSettings, undoRotation, type LayerRotation } from "./quip";
 
 /** One quantized linear layer: W ≈ scale·(code − zero) per group of input channels. */
 export interface LayerQuant {
@@ -27,7 +33,17 @@ export interface LayerQuant {
   relProxyLoss: number | null;
   proxyLossRtn: number | null;
   damp?: number;
+  /** GPTQ: times the damping was raised ×10 because H + λI did not factorize (singular H). */
+  dampRetries?: number;
   deadColumns?: number;
+  /**
+   * AWQ/SmoothQuant: codes/scales/zeros are those of diag(r)·W·diag(s) (s: this layer's input
+   * smoothing [in], r: a later layer's smoothing folded into its outputs [out]; null = none);
+   * `unsmoothed()` in quant/awq.ts maps a dequantized W back.
+   */
+  smoothed?: { inputScale: Float32Array | null; outputScale: Float32Array | null };
+  /** QuIP: codes/scales/zeros are those of U·W·D̃·Vᵀ; this says how to undo it (quant/quip.ts). */
+  rotation?: LayerRotation;
   seconds: number;
 }
 
@@ -38,6 +54,10 @@ export interface QuantizedModel {
   kept: { name: string; reason: string }[];
   calibration: { tokens: number; seconds: number; passes: number } | null;
   seconds: number;
+  /** AWQ/SmoothQuant: per-input-channel smoothing; the layers' codes are those of W·diag(s) (export/smoothing.ts). */
+  smoothing?: SmoothingVector[];
+  /** `--act-bits 8`: calibrated int8 quantizers of the layers' inputs (export/act-qdq.ts). */
+  actQuant?: ActQuant[];
 }
 
 export interface QuantizeOptions {
@@ -46,11 +66,14 @@ export interface QuantizeOptions {
   calib?: Pick<CalibrationOptions, "batchSize" | "maxMemory" | "threads" | "executionProvider">;
   signal?: AbortSignal;
   onProgress?: (message: string) => void;
+  /** Per-layer settings (`quantize --plan`, quant/plan.ts): a layer's effective config, null = keep in float. */
+  plan?: LayerPlan;
 }
 
 /** Dequantized W [out × in] of a layer's result. */
 export function dequantized(q: LayerQuant): Float32Array {
-  return rtnDequantizeSync({ codes: q.codes, scales: q.scales, zeros: q.zeros }, q.layer.out, q.layer.in, q.group);
+  const w = rtnDequantizeSync({ codes: q.codes, scales: q.scales, zeros: q.zeros }, q.layer.out, q.layer.in, q.group);
+  return q.rotation ? undoRotation(q.rotation, w, q.layer.out, q.layer.in) : w;
 }
 
 /**
@@ -62,22 +85,37 @@ export async function quantizeModel(model: OnnxModel, config: QuantConfig, opts:
   checkConfig(config);
   const t0 = performance.now();
   const index = indexLinears(model);
+  requireLinears(model, index);
   const kept: QuantizedModel["kept"] = [];
   const targets = index.layers.filter((l) => {
-    if (l.role === "lm_head" && !config.includeLmHead) return keep(kept, l, "lm_head stays in float (use --include-lm-head)");
+    if (opts.plan && !opts.plan(l, config)) return keep(kept, l, "not in the plan (--plan)");
+    if (l.role === "lm_head" && !config.includeLmHead && !opts.plan) return keep(kept, l, "lm_head stays in float (use --include-lm-head)");
     if (!["float32", "float16", "bfloat16"].includes(l.dtype)) return keep(kept, l, `already quantized (${l.dtype})`);
-    if (config.group > 0 && config.group > l.in) return keep(kept, l, `group ${config.group} is larger than its ${l.in} inputs`);
+    if (!opts.plan && config.group > 0 && config.group > l.in && !(config.method === "quip" && quipSettings(config).quipScale === "tensor")) return keep(kept, l, `group ${config.group} is larger than its ${l.in} inputs`);
     return true;
   });
-  if (config.method === "gptq" && !opts.data) throw new UsageError("GPTQ needs calibration data (--data FILE)");
+  if (opts.plan && !opts.data && targets.some((l) => opts.plan!(l, config)?.method === "gptq")) throw new UsageError("the plan has GPTQ layers, which need calibration data (--data FILE)");
+  if (config.method === "gptq" && !opts.data && !opts.plan) throw new UsageError("GPTQ needs calibration data (--data FILE)");
+  if (config.method === "quip" && !opts.data) throw new UsageError("QuIP needs calibration data (--data FILE)");
+  const actBits = config.actBits ?? (config.method === "smoothquant" ? 8 : undefined);
+  if (actBits && !opts.data) throw new UsageError(`--act-bits ${actBits} needs calibration data (--data FILE) for the activation ranges`);
+  if (actBits && config.method === "quip") throw new UsageError("--act-bits is not available with QuIP (the rotated activations' ranges are not calibrated)");
+  // Fail before calibrating, not after: NaN/Inf weights would poison both.
+  assertFiniteWeights(model, targets);
+  if (config.method === "awq" || config.method === "smoothquant") {
+    return quantizeByBlock(model, index, config, targets, kept, opts, config.method === "awq" ? awqBlock : smoothQuantBlock, actBits);
+  }
+  const actQuant: ActQuant[] = [];
   const results = new Map<string, LayerQuant>();
   let calibration: QuantizedModel["calibration"] = null;
   const log = opts.onProgress ?? (() => undefined);
   const quantizeTap = async (r: TapResult | null, layers: LinearLayer[]) => {
+    if (actBits && r && layers.length) actQuant.push(actQuantOf(r.tap.tensor, layers.map((l) => l.name), r.stats.absmax));
     for (const l of layers) {
       if (opts.signal?.aborted) throw new CancelledError("quantization");
-      log(`${config.method} ${l.name}`);
-      results.set(l.name, await quantizeLayer(model, l, config, r?.hessian ?? null, opts.signal));
+      const lc = opts.plan?.(l, config) ?? config;
+      log(`${lc.method} ${l.name}`);
+      results.set(l.name, await quantizeLayer(model, l, lc, r?.hessian ?? null, opts.signal));
     }
   };
   const taps = planTaps(index);
@@ -126,6 +164,7 @@ export async function quantizeModel(model: OnnxModel, config: QuantConfig, opts:
     kept,
     calibration,
     seconds: (performance.now() - t0) / 1000,
+    ...(actBits ? { actQuant } : {}),
   };
 }
 
@@ -144,6 +183,25 @@ async function quantizeLayer(
   const t0 = performance.now();
   const w = readWeightOutIn(model, l); // W: [out × in]
   const base = { layer: l, method: config.method, bits: config.bits, group: config.group, symmetric: config.symmetric };
+  if (config.method === "quip") {
+    if (!hessian) throw new UsageError(`QuIP needs the Hessian of '${l.input}' (calibration did not produce it)`);
+    const r = await quipQuantizeLayer(w, l, hessian, quipSettings(config), signal);
+    return {
+      ...base,
+      group: r.group,
+      symmetric: r.symmetric,
+      codes: r.codes,
+      scales: r.scales,
+      zeros: r.zeros,
+      proxyLoss: r.proxyLoss,
+      relProxyLoss: r.relProxyLoss,
+      proxyLossRtn: r.proxyLossRtn,
+      damp: r.damp,
+      deadColumns: r.deadColumns,
+      rotation: r.rotation,
+      seconds: (performance.now() - t0) / 1000,
+    };
+  }
   if (config.method === "gptq") {
     if (!hessian) throw new UsageError(`GPTQ needs the Hessian of '${l.input}' (calibration did not produce it)`);
     const g = await gptqQuantize(
@@ -173,6 +231,7 @@ async function quantizeLayer(
       relProxyLoss: g.relProxyLoss,
       proxyLossRtn: g.proxyLossRtn,
       damp: g.damp,
+      dampRetries: g.dampRetries,
       deadColumns: g.deadColumns,
       seconds: (performance.now() - t0) / 1000,
     };

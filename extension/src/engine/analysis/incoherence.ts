@@ -1,0 +1,88 @@
+import type { LinearLayer } from "../onnx/linear";
+import type { OrthogonalTransform } from "../kernels/transforms";
+import { quipRotations, type QuipRotationKind } from "../quant/quip";
+import type { Histogram } from "../report/schema";
+import { transpose } from "../quant/layer-weights";
+
+/**
+ * QuIP incoherence (Chee et al. 2023, Def. 1): W [m × n] is μ_W-incoherent with
+ * μ_W = max|W_ij|·√(mn)/‖W‖_F, and H [n × n] = Q Λ Qᵀ is μ_H-incoherent with μ_H = max|Q_ij|·√n.
+ * Both are ≥ 1 (1 = perfectly spread) and at most √(mn) resp. √n. QuIP's incoherence
+ * processing W ← U W Vᵀ, H ← V H Vᵀ with random orthogonal U, V lowers them; the rotated
+ * eigenvectors are V Q, so μ_H after rotation needs no second eigendecomposition.
+ */
+export function muW(w: Float32Array, rows: number, cols: number): number {
+  let max = 0;
+  let ss = 0;
+  for (let i = 0; i < w.length; i++) {
+    const a = Math.abs(w[i]);
+    if (a > max) max = a;
+    ss += a * a;
+  }
+  return ss > 0 ? (max * Math.sqrt(rows * cols)) / Math.sqrt(ss) : 0;
+}
+
+/** μ_H from the eigenvectors Q [n × n] (any layout: the max over all entries). */
+export function muH(vectors: Float64Array | Float32Array, n: number): number {
+  let max = 0;
+  for (let i = 0; i < vectors.length; i++) max = Math.max(max, Math.abs(vectors[i]));
+  return max * Math.sqrt(n);
+}
+
+/** The orthogonal pair QuIP applies to one layer: W ← U W Vᵀ (U: [out × out], V: [in × in]). */
+export interface QuipRotation {
+  u: OrthogonalTransform;
+  v: OrthogonalTransform;
+  kind: string;
+  /** "quip": quant/quip.ts's own seeds and kinds (the quantizer's convention). */
+  source: "quip" | "analysis";
+}
+
+/**
+ * The rotation `quantize --method quip` applies to this layer with the same base seed and kind
+ * (quant/quip.ts quipRotations: V shared by the layers reading one tensor, U per layer). QuIP's
+ * diagonal rescaling D̃ is not part of μ's definition and is left out.
+ */
+export function quipRotation(layer: LinearLayer, seed = 0, kind: QuipRotationKind = "kron"): QuipRotation {
+  const { u, v } = quipRotations(layer, seed, kind);
+  return { u, v, kind, source: "quip" };
+}
+
+/** U W Vᵀ for W [rows × cols]: V on every row, then U on every column. */
+export async function rotateWeight(w: Float32Array, rows: number, cols: number, r: QuipRotation): Promise<Float32Array> {
+  const x = Float32Array.from(w);
+  await r.v.apply(x, rows); // rows w_i ← V w_i: W Vᵀ
+  const t = transpose(x, rows, cols); // [cols × rows]
+  await r.u.apply(t, cols); // columns ← U col: U W Vᵀ (transposed)
+  return transpose(t, cols, rows);
+}
+
+/** V Q for eigenvectors Q [n × n] (column j = eigenvector j): the rotated H's eigenvectors. */
+export async function rotateEigenvectors(q: Float64Array, n: number, v: OrthogonalTransform): Promise<Float32Array> {
+  const t = new Float32Array(n * n); // row j = eigenvector j
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) t[j * n + i] = q[i * n + j];
+  await v.apply(t, n);
+  return t;
+}
+
+/** V H Vᵀ for a symmetric H [n × n]. */
+export async function rotateHessian(h: Float64Array, n: number, v: OrthogonalTransform): Promise<Float32Array> {
+  const a = Float32Array.from(h);
+  await v.apply(a, n); // rows ← V h_i: H Vᵀ
+  const at = transpose(a, n, n); // V H
+  await v.apply(at, n); // V H Vᵀ
+  return at;
+}
+
+/** Equal-width histograms of two weight sets on one symmetric range ±max|x| (comparable bins). */
+export function pairedHistograms(a: Float32Array, b: Float32Array, bins = 64): [Histogram, Histogram] {
+  let m = 0;
+  for (const x of [a, b]) for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]));
+  if (m === 0) m = 1;
+  const hist = (x: Float32Array): Histogram => {
+    const counts = new Array<number>(bins).fill(0);
+    for (let i = 0; i < x.length; i++) counts[Math.min(bins - 1, Math.max(0, Math.floor(((x[i] + m) / (2 * m)) * bins)))]++;
+    return { lo: -m, hi: m, counts };
+  };
+  return [hist(a), hist(b)];
+}

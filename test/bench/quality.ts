@@ -1,0 +1,103 @@
+/**
+ * The quality table of issue 5 on stories260K: every configuration quantized through the CLI
+ * (`quantize … --format fake`), then `eval --json` against the fp model on the held-out stories,
+ * next to the numbers the papers' reference code got on the same model and data.
+ *
+ *   npx tsx test/bench/quality.ts [--only name,name] [--samples N] [--out FILE.json]
+ *
+ * Needs ../shared/models (the evaluation and calibration text); prints a markdown table on
+ * stderr and one JSON object as the last stdout line. Builds dist/ first (scripts/build.mjs).
+ */
+import { execFileSync, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+
+const ROOT = path.resolve(__dirname, "../..");
+const SHARED = path.resolve(ROOT, "../shared/models");
+const MODEL = path.join(ROOT, "test/fixtures/stories260K/model.onnx");
+const EVAL = path.join(SHARED, "eval/eval_tokens.json");
+const CALIB = path.join(SHARED, "eval/calib.jsonl");
+
+interface Config {
+  name: string;
+  args: string[];
+  ref?: { ppl: number; kl: number; top1: number };
+}
+
+const gptq = (bits: number, group: number, extra: string[] = []) => ["--method", "gptq", "--bits", String(bits), "--group", String(group), "--act-order", "--sequential", ...extra];
+const CONFIGS: Config[] = [
+  { name: "RTN W4 g32", args: ["--method", "rtn", "--bits", "4", "--group", "32"], ref: { ppl: 4.864, kl: 0.0918, top1: 85.3 } },
+  { name: "RTN W3 g32", args: ["--method", "rtn", "--bits", "3", "--group", "32"], ref: { ppl: 8.065, kl: 0.611, top1: 61.6 } },
+  { name: "GPTQ W4 g32 act-order", args: gptq(4, 32), ref: { ppl: 4.723, kl: 0.0547, top1: 88.6 } },
+  { name: "GPTQ W4 per-channel act-order", args: gptq(4, 0), ref: { ppl: 4.789, kl: 0.0762, top1: 86.6 } },
+  { name: "GPTQ W3 g32 act-order", args: gptq(3, 32), ref: { ppl: 6.201, kl: 0.354, top1: 71.0 } },
+  { name: "GPTQ W2 g32 act-order", args: gptq(2, 32), ref: { ppl: 116.0, kl: 3.31, top1: 16.8 } },
+  { name: "AWQ W4 g32", args: ["--method", "awq", "--bits", "4", "--group", "32"], ref: { ppl: 4.754, kl: 0.0721, top1: 86.6 } },
+  { name: "QuIP W4 (paper settings)", args: ["--method", "quip", "--bits", "4", "--group", "0"], ref: { ppl: 7.45, kl: 0.529, top1: 65.9 } },
+  { name: "QuIP W3 (paper settings)", args: ["--method", "quip", "--bits", "3", "--group", "0"], ref: { ppl: 18.7, kl: 1.47, top1: 41.5 } },
+  { name: "QuIP W2 (paper settings)", args: ["--method", "quip", "--bits", "2", "--group", "0"], ref: { ppl: 810, kl: 5.31, top1: 5.6 } },
+  { name: "LDLQ W4 per-channel (no incoherence)", args: ["--method", "gptq", "--bits", "4", "--group", "0", "--sequential"], ref: { ppl: 4.812, kl: 0.0822, top1: 85.8 } },
+  { name: "LDLQ W3 per-channel (no incoherence)", args: ["--method", "gptq", "--bits", "3", "--group", "0", "--sequential"], ref: { ppl: 7.781, kl: 0.581, top1: 62.6 } },
+  { name: "LDLQ W2 per-channel (no incoherence)", args: ["--method", "gptq", "--bits", "2", "--group", "0", "--sequential"], ref: { ppl: 386, kl: 4.6, top1: 7.5 } },
+  { name: "W8A8 (RTN per-channel, int8 activations)", args: ["--method", "rtn", "--bits", "8", "--group", "0", "--sym", "--act-bits", "8"] },
+  { name: "SmoothQuant W8A8 (alpha 0.5)", args: ["--method", "smoothquant", "--bits", "8", "--group", "0", "--alpha", "0.5"] },
+];
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+function main() {
+  if (!fs.existsSync(EVAL) || !fs.existsSync(CALIB)) {
+    console.error(`quality: ${SHARED} is not here (evaluation data); nothing to measure`);
+    console.log(JSON.stringify({ skipped: true, reason: `${SHARED} absent` }));
+    return;
+  }
+  execFileSync(process.execPath, [path.join(ROOT, "scripts/build.mjs"), "--quiet"], { stdio: "inherit" });
+  const only = arg("--only")?.split(",").map((s) => s.trim().toLowerCase());
+  const samples = arg("--samples");
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "quantlens-quality-"));
+  const cli = (args: string[]) => spawnSync(process.execPath, [path.join(ROOT, "dist/cli.js"), ...args], { encoding: "utf8", maxBuffer: 1 << 26 });
+  const rows: Record<string, unknown>[] = [];
+  try {
+    for (const c of CONFIGS) {
+      if (only && !only.some((o) => c.name.toLowerCase().includes(o))) continue;
+      const out = path.join(tmp, `${c.name.replace(/\W+/g, "_")}.onnx`);
+      const t0 = performance.now();
+      const q = cli(["quantize", MODEL, ...c.args, "--data", CALIB, "--format", "fake", "-o", out, "--json"]);
+      const seconds = (performance.now() - t0) / 1000;
+      if (q.status !== 0) {
+        rows.push({ name: c.name, error: q.stderr.trim().split("\n").slice(-1)[0] });
+        console.error(`${c.name}: quantize failed: ${q.stderr.trim().split("\n").slice(-1)[0]}`);
+        continue;
+      }
+      const qj = JSON.parse(q.stdout.trim().split("\n").pop()!) as { layers: { proxy_loss: number | null }[] };
+      const proxy = qj.layers.reduce((s, l) => s + (l.proxy_loss ?? 0), 0);
+      const e = cli(["eval", MODEL, out, "--eval", EVAL, "--json", ...(samples ? ["--samples", samples] : [])]);
+      if (e.status !== 0) {
+        rows.push({ name: c.name, error: e.stderr.trim().split("\n").slice(-1)[0] });
+        continue;
+      }
+      const ej = JSON.parse(e.stdout.trim().split("\n").pop()!) as { ppl_fp: number; ppl_quant: number; kl_mean: number; top1: number; tokens: number };
+      const row = { name: c.name, ppl: ej.ppl_quant, kl_mean: ej.kl_mean, top1: 100 * ej.top1, proxy_loss_sum: proxy, quantize_seconds: seconds, ppl_fp: ej.ppl_fp, tokens: ej.tokens, ref: c.ref ?? null };
+      rows.push(row);
+      console.error(`${c.name}: ppl ${ej.ppl_quant.toFixed(3)} KL ${ej.kl_mean.toFixed(4)} top-1 ${(100 * ej.top1).toFixed(1)}% proxy ${proxy.toExponential(3)} (${seconds.toFixed(1)} s)` + (c.ref ? `  [ref ${c.ref.ppl} / ${c.ref.kl} / ${c.ref.top1}]` : ""));
+    }
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+  const table = ["| configuration | ppl | mean KL | top-1 % | proxy loss sum | time s | reference ppl / KL / top-1 |", "|---|---|---|---|---|---|---|"];
+  for (const r of rows as { name: string; error?: string; ppl?: number; kl_mean?: number; top1?: number; proxy_loss_sum?: number; quantize_seconds?: number; ref?: Config["ref"] }[]) {
+    if (r.error) table.push(`| ${r.name} | error: ${r.error} | | | | | |`);
+    else table.push(`| ${r.name} | ${r.ppl!.toFixed(3)} | ${r.kl_mean!.toFixed(4)} | ${r.top1!.toFixed(1)} | ${r.proxy_loss_sum!.toExponential(3)} | ${r.quantize_seconds!.toFixed(1)} | ${r.ref ? `${r.ref.ppl} / ${r.ref.kl} / ${r.ref.top1}` : "—"} |`);
+  }
+  console.error(table.join("\n"));
+  const result = { model: MODEL, eval: EVAL, calib: CALIB, rows };
+  const outFile = arg("--out");
+  if (outFile) fs.writeFileSync(outFile, JSON.stringify(result, null, 1));
+  console.log(JSON.stringify(result));
+}
+
+main();
