@@ -14,6 +14,7 @@ interface EvalFlags {
   threads?: string;
   ep: string;
   json?: boolean;
+  perLayer?: boolean;
 }
 
 export function registerEval(program: Command): void {
@@ -26,6 +27,7 @@ export function registerEval(program: Command): void {
     .option("--samples <n>", "evaluate at most N sequences")
     .option("--threads <n>", "onnxruntime intra-op threads")
     .option("--ep <provider>", "execution provider: auto, cpu or cuda", "auto")
+    .option("--per-layer", "also report each linear layer's output SQNR (fp vs quantized, same tokens)")
     .option("--json", "print one JSON object on stdout")
     .action(async (fpPath: string, quantPath: string, flags: EvalFlags) => {
       if (!["auto", "cpu", "cuda"].includes(flags.ep)) throw new UsageError(`--ep must be auto, cpu or cuda, not '${flags.ep}'`);
@@ -40,6 +42,7 @@ export function registerEval(program: Command): void {
             executionProvider: flags.ep as "auto" | "cpu" | "cuda",
             threads: parseCount("--threads", flags.threads),
             signal,
+            perLayer: flags.perLayer ?? false,
             onProgress: (done, total) => progress(`eval: ${done}/${total} sequences`),
           }),
         );
@@ -52,6 +55,7 @@ export function registerEval(program: Command): void {
               `perplexity: fp ${r.ppl_fp.toFixed(4)}, quantized ${r.ppl_quant.toFixed(4)}`,
               `KL(fp‖quant) nats: mean ${r.kl_mean.toPrecision(4)}, p99 ${r.kl_p99.toPrecision(4)}, max ${r.kl_max.toPrecision(4)}`,
               `top-1 agreement: ${(100 * r.top1).toFixed(2)}%`,
+              ...(r.layers ? ["per-layer output SQNR (dB; error introduced + carried in):", ...r.layers.map((l) => `  ${l.layer.padEnd(40)} ${l.role.padEnd(8)} ${l.sqnr_db === null ? "exact" : l.sqnr_db.toFixed(2)}`)] : []),
               "",
             ].join("\n"),
           );

@@ -5,6 +5,7 @@ import { OnnxModel } from "../../../extension/src/engine/onnx/model";
 import { saveModel } from "../../../extension/src/engine/onnx/save";
 import { loadModelData } from "../../../extension/src/engine/calib/model-data";
 import { evaluate } from "../../../extension/src/engine/eval/eval";
+import { indexLinears } from "../../../extension/src/engine/onnx/linear";
 import { percentile, sequenceMetrics } from "../../../extension/src/engine/eval/metrics";
 import { ROOT, STORIES_MODEL, tempDir } from "../../helpers/paths";
 
@@ -57,6 +58,39 @@ describe("evaluate on stories260K", () => {
       const alone = await evaluate(q, null, data);
       expect(alone.ppl_fp).toBeCloseTo(r.ppl_quant, 10);
       expect(r.tokens).toBe(data.tokens - data.sequences.length);
+    } finally {
+      cleanup();
+    }
+  });
+
+  it("per-layer SQNR: layers before a scaled weight see no error; that layer's output is 40 dB (y·1.01)", async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const fp = await OnnxModel.load(STORIES_MODEL);
+      const layers = indexLinears(fp).layers;
+      // The down_proj of block 2: y_q = 1.01·y_fp exactly there, so SQNR = 10·log10(1/0.01²) = 40 dB.
+      const target = layers.find((l) => l.block === 2 && l.role === "down")!;
+      const proto = structuredClone(fp.proto);
+      const t = proto.graph!.initializer.find((x) => x.name === target.weight)!;
+      const w = new Float32Array(t.rawData.slice().buffer);
+      for (let i = 0; i < w.length; i++) w[i] *= 1.01;
+      t.rawData = new Uint8Array(w.buffer);
+      const file = path.join(dir, "scaled.onnx");
+      await saveModel(proto, file, { source: fp });
+      const q = await OnnxModel.load(file);
+      const data = loadModelData(fp, path.join(ROOT, "test/fixtures/stories260K/calib.jsonl"), { samples: 3, forEval: true });
+      const r = await evaluate(fp, q, data, { perLayer: true });
+      const rows = r.layers!;
+      expect(rows.length).toBe(layers.filter((l) => l.output !== "logits").length);
+      for (const row of rows) {
+        const l = layers.find((x) => x.name === row.layer)!;
+        if (l.nodeIndex < target.nodeIndex) expect(row.sqnr_db, row.layer).toBeNull();
+      }
+      expect(rows.find((x) => x.layer === target.name)!.sqnr_db).toBeCloseTo(40, 3);
+      // Later layers carry the error: finite SQNR.
+      const later = rows.filter((x) => layers.find((l) => l.name === x.layer)!.nodeIndex > target.nodeIndex);
+      expect(later.length).toBeGreaterThan(0);
+      for (const row of later) expect(Number.isFinite(row.sqnr_db)).toBe(true);
     } finally {
       cleanup();
     }

@@ -3,6 +3,8 @@ import type { OnnxModel } from "../onnx/model";
 import { createSession, type ExecutionProvider } from "../calib/session";
 import { f16ToF32 } from "../kernels/index";
 import { buildFeeds } from "../calib/runner";
+import { tappedProto } from "../calib/taps";
+import { indexLinears } from "../onnx/linear";
 import type { TokenData } from "../calib/data";
 import { percentile, sequenceMetrics } from "./metrics";
 
@@ -11,6 +13,20 @@ export interface EvalOptions {
   threads?: number;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Also tap every linear layer's output in both models (same tensor names: the exporters keep
+   * them) and report each layer's output SQNR = 10·log10(Σ y_fp² / Σ (y_q − y_fp)²), the error
+   * introduced there plus the error carried in from earlier layers.
+   */
+  perLayer?: boolean;
+}
+
+export interface LayerSqnr {
+  layer: string;
+  role: string;
+  block: number | null;
+  /** null when the outputs are identical (no error reaches this layer). */
+  sqnr_db: number | null;
 }
 
 /**
@@ -32,13 +48,24 @@ export interface EvalResult {
   top1: number;
   seconds: number;
   provider: string;
+  /** With `perLayer`: per linear layer present in both models, in graph order. */
+  layers?: LayerSqnr[];
 }
 
 export async function evaluate(fp: OnnxModel, quant: OnnxModel | null, data: TokenData, opts: EvalOptions = {}): Promise<EvalResult> {
   const t0 = performance.now();
-  const a = await createSession(fp, fp.proto, { executionProvider: opts.executionProvider, threads: opts.threads });
-  const b = quant ? await createSession(quant, quant.proto, { executionProvider: opts.executionProvider, threads: opts.threads }) : a;
   const logitsName = outputName(fp);
+  // Per-layer taps: fp linear outputs that the quantized graph also produces.
+  const linears = opts.perLayer && quant ? indexLinears(fp).layers : [];
+  const produced = new Set(quant ? quant.graph.node.flatMap((n) => n.output) : []);
+  const tapped = linears.filter((l) => produced.has(l.output) && l.output !== logitsName);
+  const taps = [...new Set(tapped.map((l) => l.output))].filter((t) => t !== logitsName);
+  const a = await createSession(fp, taps.length ? tappedProto(fp.proto, taps) : fp.proto, { executionProvider: opts.executionProvider, threads: opts.threads });
+  const b = quant
+    ? await createSession(quant, taps.length ? tappedProto(quant.proto, taps) : quant.proto, { executionProvider: opts.executionProvider, threads: opts.threads })
+    : a;
+  const signal = new Float64Array(taps.length);
+  const noise = new Float64Array(taps.length);
   if (quant && outputName(quant) !== logitsName) {
     throw new UsageError(`${quant.file}: its first output is '${outputName(quant)}', the fp model's is '${logitsName}'; are they the same model?`);
   }
@@ -53,13 +80,27 @@ export async function evaluate(fp: OnnxModel, quant: OnnxModel | null, data: Tok
       if (opts.signal?.aborted) throw new CancelledError("evaluation");
       const inputs = ids.slice(0, -1);
       const targets = ids.slice(1);
+      const float = (t: { type: string; data: unknown }) => (t.type === "float16" ? f16ToF32(t.data as Uint16Array) : (t.data as Float32Array));
       const run = async (m: OnnxModel, s: typeof a) => {
-        const out = await s.session.run(buildFeeds(m.graph.input, initializerNames.get(m)!, [inputs]), [logitsName]);
+        const out = await s.session.run(buildFeeds(m.graph.input, initializerNames.get(m)!, [inputs]), [logitsName, ...taps]);
         const t = out[logitsName];
-        return { data: t.type === "float16" ? f16ToF32(t.data as Uint16Array) : (t.data as Float32Array), V: t.dims[t.dims.length - 1] };
+        return { data: float(t), V: t.dims[t.dims.length - 1], taps: taps.map((name) => float(out[name])) };
       };
       const p = await run(fp, a);
       const q = quant ? await run(quant, b) : p;
+      for (let k = 0; k < taps.length; k++) {
+        const x = p.taps[k];
+        const y = q.taps[k];
+        let sx = 0;
+        let se = 0;
+        for (let i = 0; i < x.length; i++) {
+          sx += x[i] * x[i];
+          const d = y[i] - x[i];
+          se += d * d;
+        }
+        signal[k] += sx;
+        noise[k] += se;
+      }
       if (p.V !== q.V) throw new UsageError(`vocabulary sizes differ: ${p.V} (fp) vs ${q.V} (quantized)`);
       for (const m of sequenceMetrics(p.data, q.data, targets, p.V)) {
         kls.push(m.kl);
@@ -89,6 +130,14 @@ export async function evaluate(fp: OnnxModel, quant: OnnxModel | null, data: Tok
     top1: agree / n,
     seconds: (performance.now() - t0) / 1000,
     provider: a.provider,
+    ...(opts.perLayer
+      ? {
+          layers: tapped.map((l) => {
+            const k = taps.indexOf(l.output);
+            return { layer: l.name, role: l.role, block: l.block ?? null, sqnr_db: noise[k] > 0 ? 10 * Math.log10(signal[k] / noise[k]) : null };
+          }),
+        }
+      : {}),
   };
 }
 
