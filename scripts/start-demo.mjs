@@ -49,11 +49,12 @@ async function main() {
 
   // 2. build the extension bundles (the native addon comes from `npm run build`; without it the
   //    extension uses its TypeScript kernels). `npm run package` builds them itself.
-  const packaging = !flag("--no-package") && !option("--vsix") && Boolean(JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")).scripts?.package);
-  if (!flag("--no-build") && !packaging) {
+  const build = () => {
     const r = spawnSync(process.execPath, [path.join(ROOT, "scripts", "build.mjs"), "--quiet"], { cwd: ROOT, stdio: "inherit" });
     if (r.status !== 0) throw new Error("building the extension failed (node scripts/build.mjs)");
-  }
+  };
+  let packaging = !flag("--no-package") && !option("--vsix") && Boolean(JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")).scripts?.package);
+  if (!flag("--no-build") && !packaging) build();
   if (!fs.existsSync(path.join(ROOT, "native-kernels", "build", "Release", "quantlens_kernels.node"))) {
     say("note: the native kernels are not built (npm run build builds them); QuantLens will use its slower TypeScript kernels");
   }
@@ -62,7 +63,16 @@ async function main() {
   const userData = path.join(DEMO, "code-server", "user-data");
   const extensions = path.join(DEMO, "code-server", "extensions");
   let vsix = option("--vsix") ?? null;
-  if (packaging) vsix = packageVsix();
+  if (packaging) {
+    try {
+      vsix = packageVsix();
+    } catch (e) {
+      // e.g. no C++ toolchain, so no native addon to pack: run this checkout instead.
+      say(`packaging failed (${e.message}); loading the extension from this checkout instead`);
+      packaging = false;
+      if (!flag("--no-build")) build();
+    }
+  }
   fs.rmSync(extensions, { recursive: true, force: true });
   const how = installExtension(extensions, userData, vsix);
   say(how === "vsix" ? `installed ${path.relative(ROOT, vsix)}` : `extension loaded from this checkout (${ROOT})`);

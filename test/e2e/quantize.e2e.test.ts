@@ -278,6 +278,29 @@ describe("QuantLens in VS Code (code-server + Chromium)", () => {
     180_000,
   );
 
+  step(
+    "Quantize… asks method, bits, group, format and data, and writes what was picked",
+    [QUANTIZE],
+    async () => {
+      await wb.runCommand("View: Close All Editors");
+      await wb.clearNotifications();
+      await wb.explorerContextMenu("model.onnx", "Quantize…");
+      await wb.quickPick(/method/, "RTN");
+      await wb.quickPick(/bits/, "8-bit");
+      await wb.screenshot("14-quantize-with-picks");
+      await wb.quickPick(/group/, "per output channel");
+      await wb.quickPick(/format/, "QDQ");
+      await wb.quickPick(/calibration/, "calib.jsonl");
+      const out = "model.rtn-w8-qdq.onnx";
+      await wb.toast(new RegExp(`QuantLens: wrote ${out.replace(/\./g, "\\.")}`)).waitFor({ timeout: 300_000 });
+      await wb.waitExplorerItem(out);
+      const r = readReport(path.join(workspace, "model.rtn-w8-qdq.quantlens.json"));
+      expect(r.quantization).toMatchObject({ method: "rtn", bits: 8, group: 0, format: "qdq" });
+      expect(r.calibration?.data).toMatch(/calib\.jsonl$/);
+    },
+    330_000,
+  );
+
   step("the model opens in the QuantLens custom editor (Open With…)", [], async () => {
     await wb.runCommand("View: Close All Editors");
     await wb.explorerContextMenu("model.onnx", "Open With...");

@@ -103,6 +103,19 @@ export class Workbench {
     await this.page.keyboard.press("Enter");
   }
 
+  /**
+   * Answer the open quick pick whose title matches `title`: type `choice` to filter it and
+   * accept the focused row once it shows `choice`.
+   */
+  async quickPick(title: RegExp, choice: string, timeout = 30_000): Promise<void> {
+    const widget = this.page.locator(".quick-input-widget");
+    await widget.locator(".quick-input-title", { hasText: title }).waitFor({ timeout });
+    await widget.locator("input.input").fill(choice);
+    await widget.locator(".monaco-list-row.focused", { hasText: choice }).waitFor({ timeout: 10_000 });
+    await this.page.keyboard.press("Enter");
+    await widget.locator(".quick-input-title", { hasText: title }).waitFor({ state: "hidden", timeout: 10_000 });
+  }
+
   /** The visible webview's content frame (VS Code nests it: iframe.webview → #active-frame). */
   webview(): FrameLocator {
     return this.page.locator("iframe.webview.ready:visible").contentFrame().locator("#active-frame").contentFrame();

@@ -1,6 +1,7 @@
 // Where the tree and the inspector get a model's layers and figures: the report beside the model
 // (`model.quantlens.json`) when there is one, the model's own index otherwise. No `vscode` here.
 import fs from "node:fs";
+import path from "node:path";
 import { BadDataError } from "../engine/errors";
 import { indexLinears } from "../engine/onnx/linear";
 import { OnnxModel } from "../engine/onnx/model";
@@ -46,7 +47,7 @@ export async function indexedLayers(modelPath: string): Promise<TreeLayerInput[]
  */
 export async function modelTree(modelPath: string, onReportProblem?: (message: string) => void): Promise<ModelTree> {
   const layers = await indexedLayers(modelPath);
-  const file = reportBeside(modelPath);
+  let file = reportBeside(modelPath);
   let report: unknown = null;
   if (file) {
     try {
@@ -54,6 +55,9 @@ export async function modelTree(modelPath: string, onReportProblem?: (message: s
     } catch (e) {
       onReportProblem?.((e as Error).message);
     }
+  } else {
+    const sibling = analysisFromQuantization(modelPath);
+    if (sibling) ({ file, report } = sibling);
   }
   // A quantized model (MatMulNBits) has few float linears left to index: the report written with
   // it (its quantization.output is this file) lists every layer.
@@ -62,4 +66,35 @@ export async function modelTree(modelPath: string, onReportProblem?: (message: s
     return buildModelTree(modelPath, r.layers.map((l) => ({ name: l.name, role: l.role, block: l.block, in: l.in, out: l.out, dtype: l.dtype })), report, file);
   }
   return buildModelTree(modelPath, layers, report, file);
+}
+
+/**
+ * No report beside an fp model, but a quantization of it beside it (model.gptq-w4g128.quantlens.json,
+ * whose `model.file` is this model): its analysis describes this model too. Only the figures that
+ * are about the fp model are kept (outliers, sensitivity); bits and proxy loss belong to the
+ * quantized model. The newest such report wins.
+ */
+export function analysisFromQuantization(modelPath: string): { file: string; report: unknown } | null {
+  const dir = path.dirname(modelPath);
+  let best: { file: string; mtime: number; value: { layers: Record<string, unknown>[] } } | null = null;
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir).filter((n) => n.endsWith(".quantlens.json"));
+  } catch {
+    return null;
+  }
+  for (const n of names) {
+    const file = path.join(dir, n);
+    try {
+      const mtime = fs.statSync(file).mtimeMs;
+      if (best && mtime <= best.mtime) continue;
+      const value = JSON.parse(fs.readFileSync(file, "utf8"));
+      if (value?.format === "quantlens-report" && value.model?.file === modelPath && Array.isArray(value.layers) && value.activations) best = { file, mtime, value };
+    } catch {
+      continue;
+    }
+  }
+  if (!best) return null;
+  const layers = best.value.layers.map((l) => ({ ...l, method: null, bits: null, group: null, proxy_loss: null }));
+  return { file: best.file, report: { ...best.value, layers, quantization: undefined } };
 }

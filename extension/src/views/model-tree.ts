@@ -121,7 +121,10 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<TreeNode>, vsc
 
   /** The tree of one model, cached until the model or its report changes. */
   tree(model: string): Promise<ModelTree> {
-    const stamp = [model, model.replace(/\.onnx$/i, "") + ".quantlens.json"].map((f) => (fs.existsSync(f) ? fs.statSync(f).mtimeMs : 0)).join(":");
+    // The model and every report beside it (its own, or a quantization's that describes it).
+    const dir = path.dirname(model);
+    const reports = fs.existsSync(dir) ? fs.readdirSync(dir).filter((n) => n.endsWith(".quantlens.json")).map((n) => path.join(dir, n)) : [];
+    const stamp = [model, ...reports].map((f) => `${f}@${fs.existsSync(f) ? fs.statSync(f).mtimeMs : 0}`).join("|");
     const hit = this.cache.get(model);
     if (hit && hit.stamp === stamp) return hit.tree;
     const tree = modelTree(model, (m) => this.log(`tree: ${m}`));

@@ -4,15 +4,13 @@
 import fs from "node:fs";
 import path from "node:path";
 import * as vscode from "vscode";
-import { OnnxModel } from "../engine/onnx/model";
-import { loadModelData } from "../engine/calib/model-data";
-import { tokenHeatmap } from "../engine/analysis/activation-scan";
 import { UsageError } from "../engine/errors";
 import type { QuantLensReport } from "../engine/report/schema";
 import type { Host } from "../commands/host";
 import { calibOptions } from "../commands/settings";
 import { loadReport } from "./report-load";
-import { reportToCompare, reportToPanels, tokenHeatmapToResult } from "./report-to-panels";
+import { reportToCompare, reportToPanels } from "./report-to-panels";
+import { tokenHeatmapForReport } from "./token-request";
 import { canReplan, replanner } from "./replan";
 import type { PanelHost, PanelRequest } from "./panels";
 
@@ -42,17 +40,8 @@ export function requestHandler(deps: ReportPanelsDeps, file: string): (req: Pane
     if (req.type === "replan") return replan(req.budget);
     // tokenHeatmap: runs the model on one calibration sequence.
     if (!vscode.workspace.isTrusted) throw new UsageError("tokens × channels runs the model, which Restricted Mode does not allow; trust the workspace first");
-    const calib = report.calibration?.data;
-    if (!calib || !fs.existsSync(calib)) throw new UsageError(`the report's calibration data ${calib ? `(${calib}) is not there any more` : "is not recorded"}`);
     const s = deps.host.settings(vscode.Uri.file(report.model.file));
-    const model = await OnnxModel.load(report.model.file);
-    try {
-      const data = loadModelData(model, calib, { samples: Math.max(s.samples, req.sample + 1) });
-      const t = await tokenHeatmap(model, data, req.tensor, req.sample, calibOptions(s));
-      return tokenHeatmapToResult(t);
-    } finally {
-      model.close();
-    }
+    return tokenHeatmapForReport(report, req.tensor, req.sample, { samples: s.samples, ...calibOptions(s) });
   };
 }
 

@@ -111,6 +111,9 @@ describe("quantlens analyze / sensitivity / plan (--json contract)", () => {
     expect(c.uniform.avg_bits).toBeLessThanOrEqual(3.5);
     expect(c.uniform.kl_mean).toBeGreaterThan(0);
     expect(j.pareto.some((p: { kl_mean?: number }) => p.kl_mean === c.plan_kl_mean)).toBe(true);
+    const measured = j.pareto.filter((p: { kl_mean?: number }) => p.kl_mean !== undefined);
+    expect(measured.length).toBeGreaterThanOrEqual(4); // the plan + frontier points
+    expect(measured[measured.length - 1].kl_mean).toBeLessThan(measured[0].kl_mean); // more bits, less KL
 
     const bad = quantlens("plan", STORIES_MODEL, "--data", CALIB, "--budget", "lots");
     expect(bad.code).toBe(1);

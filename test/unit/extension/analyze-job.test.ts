@@ -11,6 +11,8 @@ import { modelTree } from "../../../extension/src/views/model-source";
 import { inspectLayer, layerDetailMarkdown } from "../../../extension/src/views/layer-detail";
 import { runQuantizeJob } from "../../../extension/src/commands/quantize-job";
 import { methodConfig } from "../../../extension/src/commands/settings";
+import { tokenHeatmapForReport } from "../../../extension/src/views/token-request";
+import { decodeF32 } from "../../../extension/src/engine/report/schema";
 import { listDir, STORIES, tempDir } from "../../helpers/paths";
 
 let dir: string;
@@ -72,6 +74,25 @@ describe("analyze job (what the Analyze command runs) on stories260K", () => {
     expect(small.avgBits).toBeLessThanOrEqual(3.2 + 1e-9);
     expect(small.avgBits).toBeLessThan(big.avgBits);
     expect(small.predicted!).toBeGreaterThanOrEqual(big.predicted!);
+
+    // Tokens × channels on request: one calibration sequence, bounded by the calibration-wide absmax.
+    const act = report.activations![0];
+    const th = await tokenHeatmapForReport(report, act.tensor, 1, { samples: 4, executionProvider: "cpu" });
+    const x = new Float32Array(th.values);
+    const absmax = decodeF32(act.absmax);
+    expect(th).toMatchObject({ tensor: act.tensor, sample: 1, channels: act.channels });
+    expect(x.length).toBe(th.tokens * th.channels);
+    expect(th.tokens).toBeGreaterThan(10);
+    for (let i = 0; i < x.length; i++) {
+      const c = i % th.channels;
+      expect(Math.abs(x[i])).toBeLessThanOrEqual(absmax[c] * (1 + 1e-5));
+    }
+    for (const t of report.token_heatmaps ?? []) {
+      // The analysis's own token heatmap and the on-request one agree exactly.
+      const again = await tokenHeatmapForReport(report, t.tensor, t.sample, { samples: 4, executionProvider: "cpu" });
+      expect(Array.from(new Float32Array(again.values))).toEqual(Array.from(decodeF32(t.values)));
+    }
+    await expect(tokenHeatmapForReport(report, "nope", 0, { samples: 4 })).rejects.toThrow(/not an activation/);
 
     const tree = await modelTree(model);
     expect(tree.report).toBe(r.report);

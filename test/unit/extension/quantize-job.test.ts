@@ -122,6 +122,18 @@ describe("quantize job (what the Quantize command runs)", () => {
     expect(nodes).toHaveLength(36);
     expect(nodes.filter((n) => n.figures?.bits === 4 && n.figures.group === 32)).toHaveLength(35);
     expect(tree.description).toMatch(/^36 layers · 5 blocks · W4/);
+
+    // The fp model has no report of its own: the quantization's analysis gives its outlier and
+    // sensitivity figures, never the quantized model's bits or losses.
+    const fpTree = await modelTree(model);
+    expect(fpTree.report).toBe(r.report);
+    const fpNodes = fpTree.blocks.flatMap((b) => b.layers);
+    expect(fpNodes).toHaveLength(36);
+    expect(fpNodes.every((n) => n.figures?.bits === null && n.figures.proxyLoss === null)).toBe(true);
+    const withOutliers = report.layers.filter((l) => l.outlier_count > 0).map((l) => l.name);
+    expect(withOutliers.length).toBeGreaterThan(0); // stories260K: lm_head reads a norm output with outlier channels
+    expect(fpNodes.filter((n) => n.badge === "outliers").map((n) => n.name)).toEqual(withOutliers);
+    expect(fpNodes.filter((n) => n.figures?.sensitivity !== null).length).toBe(35);
   }, 120_000);
 
   it("cancelled mid-way: CancelledError and no output files", async () => {
@@ -157,6 +169,24 @@ describe("quantize job (what the Quantize command runs)", () => {
       signal: abort.signal,
       onProgress: (m) => {
         if (m.startsWith("writing")) abort.abort();
+      },
+    });
+    await expect(job).rejects.toBeInstanceOf(CancelledError);
+    expect(listDir(dir)).toEqual(before);
+  });
+
+  it("cancelled while the report's analysis runs: the model already written is removed too", async () => {
+    const abort = new AbortController();
+    const job = runQuantizeJob({
+      model,
+      out: path.join(dir, "model.rtn-w4g32.onnx"),
+      recipe: { config: methodConfig("rtn", 4, 32), format: "matmulnbits" },
+      data: path.join(dir, "calib.jsonl"),
+      samples: 4,
+      calib: { executionProvider: "cpu" },
+      signal: abort.signal,
+      onProgress: (m) => {
+        if (m.startsWith("report: ")) abort.abort();
       },
     });
     await expect(job).rejects.toBeInstanceOf(CancelledError);

@@ -50,10 +50,14 @@ describe("export formats match the fake-quant reference in onnxruntime", () => {
     ["W4 per-channel (one block)", { bits: 4, group: 0 }, "qdq"],
     ["W8 g64 (blocked uint8)", { bits: 8, group: 64 }, "qdq"],
     ["W8 g32 sym (blocked int8)", { bits: 8, group: 32, symmetric: true }, "qdq"],
+    // Group 128 is wider than the 64-input layers: one group per row there (not left in float).
+    ["W4 g128 on 64-input layers", { bits: 4, group: 128 }, "matmulnbits"],
+    ["W4 g128 on 64-input layers", { bits: 4, group: 128 }, "qdq"],
   ] as const)("%s as %s", async (label, config, format) => {
     const fake = await quantizeAndExport(config as Partial<QuantConfig>, "fake", `${label}-fake`.replace(/\W+/g, "_"));
     const real = await quantizeAndExport(config as Partial<QuantConfig>, format, `${label}-${format}`.replace(/\W+/g, "_"));
     expect(real.exported.layers.every((l) => l.form === format), JSON.stringify(real.exported.layers.find((l) => l.form !== format))).toBe(true);
+    expect(real.q.kept.map((k) => k.name)).toEqual(["/lm_head/MatMul"]); // only lm_head stays in float
     const a = await runLogits(fake.out, c.ids, c.shape);
     const b = await runLogits(real.out, c.ids, c.shape);
     expect(maxAbsDiff(a, b)).toBeLessThanOrEqual(1e-3);

@@ -28,6 +28,8 @@ export interface PlanOptions {
   percdamp?: number;
   /** Also measure mean KL of each plan, of uniform settings of about the same size, and of Pareto points. */
   measure?: boolean;
+  /** Frontier points to measure besides the plans (default 4, spread from the cheapest to 5 bits). */
+  measurePoints?: number;
   calib?: Pick<CalibrationOptions, "batchSize" | "maxMemory" | "threads" | "executionProvider">;
   signal?: AbortSignal;
   onProgress?: (message: string) => void;
@@ -169,7 +171,25 @@ export async function buildPlans(model: OnnxModel, opts: PlanOptions): Promise<P
           : [];
         // The plan's own point on the Pareto curve, measured.
         section.pareto.push({ avg_bits: p.plan.avg_bits, predicted: section.predicted, kl_mean: m.kl_mean, top1: m.top1 });
-        section.pareto.sort((a, b) => a.avg_bits - b.avg_bits);
+      }
+      // A few more frontier points, measured, from the cheapest plan up to 5 bits per weight.
+      const n = opts.measurePoints ?? 4;
+      const lo = frontier.cost[0] / params;
+      const hi = Math.min(5, frontier.cost[frontier.cost.length - 1] / params);
+      const measured: { avg_bits: number; predicted: number; kl_mean: number; top1: number }[] = [];
+      for (let j = 0; j < n; j++) {
+        const target = n === 1 ? hi : lo + ((hi - lo) * j) / (n - 1);
+        let k = 0;
+        for (let i = 0; i < frontier.cost.length; i++) if (frontier.cost[i] / params <= target + 1e-12) k = i;
+        if (measured.some((x) => x.avg_bits === frontier.cost[k] / params)) continue;
+        log(`measuring the Pareto point at ${(frontier.cost[k] / params).toFixed(3)} bits`);
+        const picks = frontier.picks(k);
+        const m = await measureChoices(items.map((it, i) => ({ layer: byName.get(it.name)!, setting: it.choices[picks[i]].setting })));
+        measured.push({ avg_bits: frontier.cost[k] / params, predicted: frontier.error[k], kl_mean: m.kl_mean, top1: m.top1 });
+      }
+      for (const p of plans) {
+        p.section.pareto.push(...measured.map((x) => ({ ...x })));
+        p.section.pareto.sort((a, b) => a.avg_bits - b.avg_bits);
       }
     }
     return {

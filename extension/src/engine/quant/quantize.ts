@@ -91,7 +91,6 @@ export async function quantizeModel(model: OnnxModel, config: QuantConfig, opts:
     if (opts.plan && !opts.plan(l, config)) return keep(kept, l, "not in the plan (--plan)");
     if (l.role === "lm_head" && !config.includeLmHead && !opts.plan) return keep(kept, l, "lm_head stays in float (use --include-lm-head)");
     if (!["float32", "float16", "bfloat16"].includes(l.dtype)) return keep(kept, l, `already quantized (${l.dtype})`);
-    if (!opts.plan && config.group > 0 && config.group > l.in && !(config.method === "quip" && quipSettings(config).quipScale === "tensor")) return keep(kept, l, `group ${config.group} is larger than its ${l.in} inputs`);
     return true;
   });
   if (opts.plan && !opts.data && targets.some((l) => opts.plan!(l, config)?.method === "gptq")) throw new UsageError("the plan has GPTQ layers, which need calibration data (--data FILE)");
