@@ -59,7 +59,13 @@ function main() {
   const only = arg("--only")?.split(",").map((s) => s.trim().toLowerCase());
   const samples = arg("--samples");
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "quantlens-quality-"));
-  const cli = (args: string[]) => spawnSync(process.execPath, [path.join(ROOT, "dist/cli.js"), ...args], { encoding: "utf8", maxBuffer: 1 << 26 });
+  // A private copy of the CLI bundle (inside the repo, so onnxruntime-node resolves): a rebuild
+  // of dist/ during the run cannot change what is measured.
+  fs.mkdirSync(path.join(ROOT, ".cache"), { recursive: true });
+  const cliCopy = path.join(ROOT, ".cache", `quality-cli-${process.pid}.js`);
+  fs.copyFileSync(path.join(ROOT, "dist/cli.js"), cliCopy);
+  const env = { ...process.env, QUANTLENS_NATIVE_PATH: process.env.QUANTLENS_NATIVE_PATH ?? path.join(ROOT, "native-kernels/build/Release/quantlens_kernels.node") };
+  const cli = (args: string[]) => spawnSync(process.execPath, [cliCopy, ...args], { encoding: "utf8", maxBuffer: 1 << 26, env });
   const rows: Record<string, unknown>[] = [];
   try {
     for (const c of CONFIGS) {
@@ -87,6 +93,7 @@ function main() {
     }
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
+    fs.rmSync(cliCopy, { force: true });
   }
   const table = ["| configuration | ppl | mean KL | top-1 % | proxy loss sum | time s | reference ppl / KL / top-1 |", "|---|---|---|---|---|---|---|"];
   for (const r of rows as { name: string; error?: string; ppl?: number; kl_mean?: number; top1?: number; proxy_loss_sum?: number; quantize_seconds?: number; ref?: Config["ref"] }[]) {

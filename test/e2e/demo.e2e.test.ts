@@ -68,6 +68,12 @@ describe("npm start (the demo)", () => {
       await wb.waitReady();
       // QuantLens' entries appear once the extension host has scanned the installed extension.
       await expect.poll(async () => (await wb.explorerMenuItems("model.onnx")).includes("Quantize"), { timeout: 60_000, interval: 1000 }).toBe(true);
+      // Near the top, right after VS Code's own open entries: above Cut/Copy and Rename/Delete.
+      const entries = await wb.explorerMenuItems("model.onnx");
+      for (const builtin of ["Cut", "Copy", "Rename...", "Delete"].filter((b) => entries.includes(b))) {
+        expect(entries.indexOf("Quantize"), entries.join(" | ")).toBeLessThan(entries.indexOf(builtin));
+      }
+      expect(entries.some((e) => ["Cut", "Copy", "Delete"].includes(e)), entries.join(" | ")).toBe(true);
       await wb.explorerItem("model.onnx").click({ button: "right" });
       await wb.screenshot("00-npm-start");
       await page.keyboard.press("Escape");

@@ -131,6 +131,13 @@ describe("QuantLens in VS Code (code-server + Chromium)", () => {
     await frame.locator(tid(TESTID.reportTabs)).waitFor({ timeout: 60_000 });
     await frame.locator(`${tid(TESTID.panel("overview"))}[data-state="ready"]`).waitFor({ timeout: 30_000 });
     await expect(frame.locator(tid(TESTID.layerRow)).count()).resolves.toBe(report.layers.length);
+    // Every column header is readable at 1280×800: none cut off.
+    await page.waitForTimeout(300); // the table applies its column widths on the next frame
+    const clipped = await frame.locator("button.sort").evaluateAll((els) => els.filter((e) => e.scrollWidth > e.clientWidth + 1).map((e) => e.textContent));
+    expect(clipped).toEqual([]);
+    // Shapes as W is stored, out × in.
+    const k = report.layers.find((l) => l.role === "k")!;
+    await expect(frame.locator(`${tid(TESTID.layerRow)}[data-layer="${k.name}"]`).innerText()).resolves.toContain(`${k.out} × ${k.in}`);
     await wb.screenshot("04-report-overview");
   }, 120_000);
 
@@ -155,6 +162,15 @@ describe("QuantLens in VS Code (code-server + Chromium)", () => {
     expect(px.distinct, JSON.stringify(px)).toBeGreaterThan(16);
     const outliers = report.activations!.reduce((s, a) => s + a.outliers.length, 0);
     if (outliers > 0) expect(await frame.locator(tid(TESTID.heatmapOutlier)).count()).toBeGreaterThan(0);
+    // The SmoothQuant α preview renders from the report's per-input-channel weight absmax.
+    expect(report.weights?.every((w) => w.col_absmax)).toBe(true);
+    const smoothX = frame.locator(tid(TESTID.smoothXCanvas));
+    await smoothX.scrollIntoViewIfNeeded();
+    const sx = await canvasStats(smoothX);
+    // Rows of 64 channels padded to 172 (NaN, unpainted): about half the plot holds data.
+    expect(sx.nonBackground, JSON.stringify(sx)).toBeGreaterThan(0.2 * sx.width * sx.height);
+    expect(sx.distinct, JSON.stringify(sx)).toBeGreaterThan(16);
+    await expect(frame.locator(tid(TESTID.smoothWCanvas)).count()).resolves.toBe(1);
     await wb.screenshot("05-report-heatmap");
   }, 60_000);
 
@@ -198,7 +214,9 @@ describe("QuantLens in VS Code (code-server + Chromium)", () => {
     expect(new Set(replanned).size).toBe(replanned.length);
     const names = new Set(report.layers.map((l) => l.name));
     expect(replanned.filter((n) => !names.has(n))).toEqual([]);
-    expect(replanned.length).toBeGreaterThanOrEqual(planned);
+    // The re-plan covers exactly the layers the quantization quantized (lm_head stays in float).
+    expect(replanned.length).toBe(planned);
+    expect([...replanned].sort()).toEqual(quantized.map((l) => l.name).sort());
     await wb.screenshot("08-report-bits-replanned");
   }, 90_000);
 
@@ -231,10 +249,18 @@ describe("QuantLens in VS Code (code-server + Chromium)", () => {
     await q.waitFor({ timeout: 30_000 });
     const layerRows = await rows.evaluateAll((els) => els.filter((e) => e.getAttribute("aria-level") === "3").length);
     expect(layerRows).toBe(report.layers.filter((l) => l.block === 0).length);
+    // The fp model shows what the quantization's report measured about it: shape out × in, and
+    // the layer's measured sensitivity (KL with only it quantized).
+    const q0 = report.layers.find((l) => l.role === "q" && l.block === 0)!;
+    await expect(q.innerText()).resolves.toContain(`${q0.out} out × ${q0.in} in`);
+    if (q0.sensitivity !== null) await expect(q.innerText()).resolves.toMatch(/KL \d/);
     await wb.screenshot("10-models-view");
     await q.click();
     const frame = wb.webview();
     await frame.locator("h1", { hasText: "q_proj" }).waitFor({ timeout: 30_000 });
+    // Its detail reads the quantization's report (the report's source model is this file).
+    await frame.getByText("From the report").first().waitFor({ timeout: 30_000 });
+    await expect(frame.getByText(REPORT).count()).resolves.toBeGreaterThan(0);
     await wb.screenshot("10-layer-detail");
     await wb.showExplorer();
   }, 120_000);

@@ -19,7 +19,12 @@ import path from "node:path";
 import { writeScaleModel } from "./model";
 
 const ROOT = path.resolve(__dirname, "../..");
-const CLI = path.join(ROOT, "dist/cli.js");
+const BUILT_CLI = path.join(ROOT, "dist/cli.js");
+/**
+ * The steps run a private copy of the bundle (same folder, so modules and the addon resolve the
+ * same way): a rebuild of dist/ during the run (tests rebuild it) would otherwise break a step.
+ */
+const CLI = path.join(ROOT, "dist", `cli.scale-${process.pid}.js`);
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -196,7 +201,8 @@ async function blockRun(dir: string) {
 }
 
 async function main() {
-  if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run node scripts/build.mjs first`);
+  if (!fs.existsSync(BUILT_CLI)) throw new Error(`${BUILT_CLI} is missing: run node scripts/build.mjs first`);
+  fs.copyFileSync(BUILT_CLI, CLI);
   const need = LAYERS * 0.45e9 * 2.2 + 2e9;
   const free = freeBytes(BASE);
   if (free < need) throw new Error(`${BASE} has ${(free / 1e9).toFixed(1)} GB free; the scale run needs about ${(need / 1e9).toFixed(1)} GB (use --dir)`);
@@ -211,6 +217,7 @@ async function main() {
     const result = { machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, mem_gib: Math.round(os.totalmem() / 2 ** 30) }, full, block };
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } finally {
+    fs.rmSync(CLI, { force: true });
     if (!KEEP) {
       fs.rmSync(dir, { recursive: true, force: true });
       fs.rmSync(blockDir, { recursive: true, force: true });

@@ -14,6 +14,7 @@ import { CancelledError } from "../engine/errors";
 import type { ExecutionProvider } from "../engine/calib/session";
 import { VERSION } from "../cli/version";
 import { canReplan, planSectionFor } from "../views/replan";
+import { JobProgress } from "./job-progress";
 import { reportPathFor } from "./output-name";
 
 export interface AnalyzeJob {
@@ -59,6 +60,9 @@ export async function runAnalyzeJob(job: AnalyzeJob): Promise<AnalyzeJobResult> 
     const data = loadModelData(model, job.data, { samples: job.samples });
     const evalData = job.evalData ? loadModelData(model, job.evalData, { forEval: true }) : undefined;
     for (const note of [...data.notes, ...(evalData?.notes ?? [])]) log(`note: ${note}`);
+    // The notification says what is happening ("analysing: sensitivity 3/42 (…)"); the log keeps the engine's lines.
+    const floats = indexLinears(model).layers.filter((l) => ["float32", "float16", "bfloat16"].includes(l.dtype));
+    const narrator = new JobProgress({ layers: 0, analysisTaps: new Set(floats.map((l) => l.input)).size, analysisLayers: floats.length, sequences: data.sequences.length, tokens: data.tokens });
     const report = await analyzeModel(model, {
       data,
       evalData,
@@ -67,7 +71,7 @@ export async function runAnalyzeJob(job: AnalyzeJob): Promise<AnalyzeJobResult> 
       generator: `quantlens ${VERSION}`,
       onProgress: (m) => {
         log(m);
-        job.onProgress?.(m);
+        job.onProgress?.(narrator.analysis(m)?.message ?? m);
       },
     });
     if (job.signal?.aborted) throw new CancelledError("analysis");

@@ -39,14 +39,14 @@ export function bitChoices(method: string, current: number): Choice<QuantConfig[
 }
 
 /**
- * Group sizes. `minIn` (the smallest layer input width) marks groups some layers cannot take:
- * the engine keeps those layers in float.
+ * Group sizes. `minIn` (the smallest layer input width) marks groups wider than some layers: the
+ * engine quantizes those layers with one group per row (per output channel).
  */
 export function groupChoices(current: number, minIn?: number): Choice<number>[] {
   return [32, 64, 128, 256, 0].map((g) => {
     const notes: string[] = [];
     if (g === current) notes.push("configured default");
-    if (minIn !== undefined && g > minIn) notes.push(`layers with fewer than ${g} inputs stay in float`);
+    if (minIn !== undefined && g > minIn) notes.push(`layers with fewer than ${g} inputs: one scale per output channel`);
     return { value: g, label: g ? `group ${g}` : "per output channel", description: notes.join(" · ") || undefined };
   });
 }

@@ -15,7 +15,8 @@ import { layerPlan, type PlanFile } from "../engine/quant/plan";
 import type { Bits, PlanSection } from "../engine/report/schema";
 import type { TokenData } from "../engine/calib/data";
 import { outputFiles } from "./output-name";
-import { SENSITIVITY_SEQ_LEN, SENSITIVITY_SEQUENCES, writeQuantizeReport } from "./quantize-report";
+import { AUTO_ANALYZE_MAX_PARAMS, reusableAnalysis, SENSITIVITY_SEQ_LEN, SENSITIVITY_SEQUENCES, writeQuantizeReport } from "./quantize-report";
+import { JobProgress, type ProgressStep } from "./job-progress";
 import { describeRecipe, needsCalibration, type QuantizeRecipe } from "./settings";
 
 export interface QuantizeJob {
@@ -65,6 +66,9 @@ export async function runQuantizeJob(job: QuantizeJob): Promise<QuantizeJobResul
   const startedAt = Date.now();
   const t0 = performance.now();
   log(`Quantizing ${job.model} with ${describeRecipe(job.recipe)}${job.data ? `, calibration ${job.data} (${job.samples} samples)` : ""} → ${job.out}`);
+  const show = (step: ProgressStep | undefined) => {
+    if (step) progress(step.message, step.fraction);
+  };
   progress("loading the model", 0);
   const model = await OnnxModel.load(job.model);
   try {
@@ -72,6 +76,16 @@ export async function runQuantizeJob(job: QuantizeJob): Promise<QuantizeJobResul
     for (const note of data?.notes ?? []) log(`note: ${note}`);
     const index = indexLinears(model);
     let total = index.layers.filter((l) => config.includeLmHead || l.role !== "lm_head").length;
+    const full = (job.report ?? "full") === "full";
+    // The report's analysis runs here (quantize-report.ts) unless a fresh one is reused or the model is too big.
+    const analyses = full && data && !reusableAnalysis(model.file) && index.layers.reduce((s, l) => s + l.in * l.out, 0) <= AUTO_ANALYZE_MAX_PARAMS;
+    const floatLinears = index.layers.filter((l) => ["float32", "float16", "bfloat16"].includes(l.dtype));
+    const jobShape = {
+      analysisTaps: analyses ? new Set(floatLinears.map((l) => l.input)).size : 0,
+      analysisLayers: analyses ? floatLinears.length : 0,
+      sequences: data ? data.sequences.length : null,
+      tokens: data ? data.tokens : null,
+    };
     let plan: PlanFile | undefined;
     let planSection: PlanSection | undefined;
     if (job.recipe.plan && data) {
@@ -84,8 +98,9 @@ export async function runQuantizeJob(job: QuantizeJob): Promise<QuantizeJobResul
       total = plan.layers.length;
       log(`plan: ${plan.layers.length} layers, ${plan.avg_bits.toFixed(3)} bits per weight on average (budget ${plan.budget})`);
     }
-    let done = 0;
-    const full = (job.report ?? "full") === "full";
+    const shape = new JobProgress({ ...jobShape, layers: total });
+    // Calibration (when the method uses data) runs before the first layer is quantized.
+    show(data && !plan ? shape.calibrating() : undefined);
     const q = await quantizeModel(model, plan ? { ...config, method: "rtn" } : config, {
       data,
       plan: plan ? layerPlan(plan, index.layers, "auto plan") : undefined,
@@ -93,19 +108,18 @@ export async function runQuantizeJob(job: QuantizeJob): Promise<QuantizeJobResul
       calib: job.calib,
       onProgress: (m) => {
         // One "<method> <layer>" message per layer; calibration messages in between.
-        if (/^(rtn|gptq|awq|smoothquant|quip) /.test(m)) done++;
         log(m);
-        progress(m, total ? ((full ? 0.6 : 0.9) * done) / total : undefined);
+        show(shape.quantize(m));
       },
     });
     if (job.signal?.aborted) throw new CancelledError("quantization");
-    progress(`writing ${format}`, full ? 0.62 : 0.92);
+    show(shape.export(format, path.basename(job.out)));
     const exported = await exportQuantized(model, q, job.out, format, plan ? { plan } : {});
     // A cancel that arrived while writing still leaves nothing behind.
     if (job.signal?.aborted) throw new CancelledError("quantization");
     for (const n of exported.notes) log(`note: ${n}`);
     if (full) {
-      progress("analyzing for the report", 0.65);
+      progress(analyses ? "analysing the fp model for the report" : "writing the report", analyses ? 0.32 : 0.95);
       await writeQuantizeReport({
         model,
         q,
@@ -119,7 +133,7 @@ export async function runQuantizeJob(job: QuantizeJob): Promise<QuantizeJobResul
         signal: job.signal,
         onProgress: (m) => {
           log(`report: ${m}`);
-          progress(`report: ${m}`);
+          show(shape.analysis(m));
         },
       });
       if (job.signal?.aborted) throw new CancelledError("quantization");
@@ -158,7 +172,8 @@ export async function runQuantizeJob(job: QuantizeJob): Promise<QuantizeJobResul
 /** The notification announcing a finished quantization (what was written, how good, what stayed float and why). */
 export function quantizeSummary(r: Pick<QuantizeJobResult, "output" | "layers" | "seconds" | "proxyLoss" | "proxyLossRtn" | "kept" | "keptLayers" | "notes">, recipe: QuantizeRecipe): string {
   const parts = [`QuantLens: wrote ${path.basename(r.output)} — ${r.layers} layers ${describeRecipe(recipe)} in ${r.seconds.toFixed(1)} s`];
-  if (r.proxyLoss !== null && r.proxyLossRtn) parts.push(`proxy loss ${((100 * r.proxyLoss) / r.proxyLossRtn).toFixed(0)}% of RTN's`);
+  // Against RTN only where the method is not RTN itself (100% says nothing).
+  if (recipe.config.method !== "rtn" && r.proxyLoss !== null && r.proxyLossRtn) parts.push(`proxy loss ${((100 * r.proxyLoss) / r.proxyLossRtn).toFixed(0)}% of RTN's`);
   const tooWide = r.keptLayers.filter((k) => /^group \d+ is larger than/.test(k.reason));
   if (tooWide.length) {
     const narrowest = Math.min(...tooWide.map((k) => Number(/its (\d+) inputs/.exec(k.reason)?.[1] ?? recipe.config.group)));

@@ -6,7 +6,7 @@ import { inspectToReport, loadReport } from "../views/report-load";
 import { openComparePanel, openReportPanel, type ReportPanelsDeps } from "../views/report-panels";
 import { INSPECTOR_VIEW_TYPE } from "../views/inspector-editor";
 import { inspectLayer, layerDetailMarkdown } from "../views/layer-detail";
-import { readJsonReport, reportBeside } from "../views/model-source";
+import { readJsonReport, reportForModel } from "../views/model-source";
 import { figuresFromReport } from "../views/tree-model";
 import { inspectModel } from "../engine/inspect";
 import { UsageError } from "../engine/errors";
@@ -20,10 +20,10 @@ function isReport(file: string): boolean {
   return /\.json$/i.test(file);
 }
 
-/** Resolve a model or report path to the report to open (the report beside a model). */
+/** Resolve a model or report path to the report to open (the newest report describing a model: reportForModel). */
 export function reportFor(file: string): string {
   if (isReport(file)) return file;
-  const beside = reportBeside(file);
+  const beside = reportForModel(file)?.file;
   if (!beside) throw new UsageError(`there is no report beside ${path.basename(file)} yet (${path.basename(reportPathFor(file))}); run “QuantLens: Analyze” or “QuantLens: Quantize” first`);
   return beside;
 }
@@ -34,15 +34,20 @@ class LayerDetailProvider implements vscode.TextDocumentContentProvider {
   async provideTextDocumentContent(uri: vscode.Uri): Promise<string> {
     const { model, layer, report: fromPanel } = JSON.parse(uri.query) as { model: string; layer: string; report?: string };
     try {
-      // The report of the panel the layer was picked in, else the one beside the model.
-      const reportFile = fromPanel && fs.existsSync(fromPanel) ? fromPanel : reportBeside(model);
+      // The report of the panel the layer was picked in, else the newest report describing the
+      // model (its own analysis, or a quantization of it: then only the fp model's figures).
+      let reportFile: string | null = null;
       let report: unknown = null;
-      if (reportFile) {
-        try {
-          report = readJsonReport(reportFile);
-        } catch (e) {
-          this.host.log(`layer detail: ${(e as Error).message}`);
+      try {
+        if (fromPanel && fs.existsSync(fromPanel)) {
+          reportFile = fromPanel;
+          report = readJsonReport(fromPanel);
+        } else {
+          const found = reportForModel(model);
+          if (found) ({ file: reportFile, report } = found);
         }
+      } catch (e) {
+        this.host.log(`layer detail: ${(e as Error).message}`);
       }
       // A quantized model (MatMulNBits) no longer has the layer as a float linear: the report has it.
       const info = await inspectLayer(model, layer).catch((e) => {
@@ -92,7 +97,9 @@ export function registerReportCommands(host: Host, deps: ReportPanelsDeps): vsco
 
   /** A side of a comparison: a report, a model's report beside it, or a model inspected on the spot. */
   const side = (file: string) => {
-    const report = isReport(file) ? file : reportBeside(file);
+    // A model's own report only: a quantization's report describes the quantized model.
+    const own = reportPathFor(file);
+    const report = isReport(file) ? file : fs.existsSync(own) ? own : null;
     if (report) return { label: path.basename(report).replace(/\.quantlens\.json$/i, ""), file: report, load: () => loadReport(report) };
     return { label: path.basename(file), file, load: async () => inspectToReport(await inspectModel(file, { noStats: true }), file) };
   };

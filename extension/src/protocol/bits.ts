@@ -16,7 +16,7 @@ export interface BitLayer {
   bits: number;
   /** Inputs per scale group; 0 = per output channel. */
   group: number;
-  /** bits + (16 + bits)/group: scale and zero overhead included. */
+  /** bits + ceil(in/group)·(16 + bits)/in: scale and zero overhead included (bitsPerWeight). */
   bitsPerWeight: number;
   proxyLoss: number | null;
 }
@@ -52,14 +52,16 @@ export interface BitsData {
 }
 
 /**
- * Bits per weight of a layer at `bits` in groups of `group` inputs, overhead included:
- * bits + (16 + bits)/g (an fp16 scale and a `bits`-bit zero point per group; g = in for
- * per-channel, group 0, and for groups as wide as the layer or wider). The report schema's size
- * accounting.
+ * Bits per weight of a layer at `bits` in groups of `group` inputs, overhead included: the codes
+ * plus one fp16 scale and one `bits`-bit zero point per group per output row, with the exact
+ * number of groups, ceil(in/group) (the last group of a ragged layer is shorter), so
+ * bits + ceil(in/g)·(16 + bits)/in. Per-channel (group 0) and groups as wide as the layer or wider
+ * are one group per row. The report schema's size accounting; the same formula as
+ * engine/analysis/fake-quant.ts `bitsPerWeight` (the planner's), so a plan and the Bits panel agree.
  */
 export function bitsPerWeight(bits: number, group: number, inFeatures: number): number {
-  const g = group > 0 && group < inFeatures ? group : inFeatures;
-  return bits + (16 + bits) / g;
+  const groups = group > 0 && group < inFeatures ? Math.ceil(inFeatures / group) : 1;
+  return bits + (groups * (16 + bits)) / inFeatures;
 }
 
 /** Re-plan the bit allocation under a new average-bits budget. */

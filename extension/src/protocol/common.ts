@@ -92,8 +92,8 @@ export interface LayerInfo {
   group: number | null;
   /** Normalised proxy loss tr((W−Q)H(W−Q)ᵀ)/tr(WHWᵀ). */
   proxyLoss: number | null;
-  /** Outlier channels of its input activation. */
-  outliers: number;
+  /** Outlier channels of its input activation; null when the report has no activation statistics. */
+  outliers: number | null;
   /** Mean KL (nats) with only this layer quantized. */
   sensitivity: number | null;
   muW: number | null;

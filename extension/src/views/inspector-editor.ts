@@ -1,12 +1,14 @@
 // The model inspector: a read-only custom editor for .onnx (priority "option": "Open With…").
-// It shows the report panel for the model: the report beside it when there is one, else the
+// It shows the report panel for the model: the newest report describing it (model-source.ts
+// reportForModel) when there is one, else the
 // layer table from inspecting the model (weights are streamed; nothing runs the model).
 import path from "node:path";
-import fs from "node:fs";
 import * as vscode from "vscode";
 import { inspectModel } from "../engine/inspect";
-import { reportPathFor } from "../commands/output-name";
-import { inspectToReport, loadReport } from "./report-load";
+import { inspectToReport } from "./report-load";
+import { reportForModel } from "./model-source";
+import { validateReport } from "../engine/report/validate";
+import type { QuantLensReport } from "../engine/report/schema";
 import { reportToPanels } from "./report-to-panels";
 import { canReplan } from "./replan";
 import { canRequestTokens, requestHandler, type ReportPanelsDeps } from "./report-panels";
@@ -33,20 +35,30 @@ export class ModelInspectorProvider implements vscode.CustomReadonlyEditorProvid
 
   resolveCustomEditor(document: ModelDocument, panel: vscode.WebviewPanel): void {
     const file = document.uri.fsPath;
-    const report = reportPathFor(file);
     const { host, panels } = this.deps;
-    const answer = requestHandler(this.deps, report);
+    // The newest report describing the model (its own, or a quantization's analysis of it), read
+    // afresh on each load: a Quantize or Analyze run while the editor is open shows up.
+    const found = (): { file: string; report: QuantLensReport } | null => {
+      const f = reportForModel(file);
+      return f ? { file: f.file, report: validateReport(JSON.parse(JSON.stringify(f.report)), f.file) } : null;
+    };
+    const answer = requestHandler(this.deps, file, async () => {
+      const f = found();
+      if (!f) throw new Error(`no report describes ${path.basename(file)} yet: run “QuantLens: Analyze” or “QuantLens: Quantize”`);
+      return f.report;
+    });
     panels.attach(
       panel.webview,
       {
         kind: "report",
         title: path.basename(file),
         key: `inspector:${file}`,
-        watch: [file, report],
+        watch: [file, path.join(path.dirname(file), "*.quantlens.json")],
         load: async () => {
-          if (fs.existsSync(report)) {
-            const r = await loadReport(report);
-            return reportToPanels(r, { canReplan: canReplan(r), canRequestTokens: canRequestTokens(r) });
+          const f = found();
+          if (f) {
+            host.log(`Inspector: ${path.basename(file)} with ${f.file}`);
+            return reportToPanels(f.report, { canReplan: canReplan(f.report), canRequestTokens: canRequestTokens(f.report) });
           }
           host.log(`Inspecting ${file}`);
           const t0 = performance.now();
@@ -54,10 +66,7 @@ export class ModelInspectorProvider implements vscode.CustomReadonlyEditorProvid
           host.log(`Inspected ${result.linears.length} linear layers in ${((performance.now() - t0) / 1000).toFixed(2)} s (kernels: ${result.kernels.native ? result.kernels.simd : result.kernels.reason})`);
           return reportToPanels(inspectToReport(result, file));
         },
-        onRequest: (req) => {
-          if (!fs.existsSync(report)) throw new Error(`no report beside ${path.basename(file)} to answer '${req.type}'`);
-          return answer(req);
-        },
+        onRequest: (req) => answer(req),
         onOpenLayer: (layer) => void host.guard("Open Layer", () => this.deps.openLayer(file, layer)),
         onCompare: () => void host.guard("Compare", () => this.deps.compare(file)),
       },

@@ -29,7 +29,7 @@ export function layerDetailMarkdown(modelFile: string, layer: InspectedLayer | {
   out.push("| | |", "|---|---|");
   row("role", `${layer.role}${layer.role_source === "structure" ? " (from graph structure)" : ""}`);
   row("block", layer.block === null ? "—" : String(layer.block));
-  row("shape", `${layer.in} inputs → ${layer.out} outputs (${layer.params.toLocaleString("en-US")} weights)`);
+  row("shape", `${layer.out} × ${layer.in} (out × in): ${layer.in} inputs → ${layer.out} outputs, ${layer.params.toLocaleString("en-US")} weights`);
   row("dtype", layer.dtype);
   row("op", `${layer.op} (weight ${md(layer.weight)}, ${layer.layout})`);
   row("reads", `\`${layer.input}\` (share group ${layer.share_group})`);
@@ -50,7 +50,7 @@ function fromReport(layer: { name: string; input?: string }, report: unknown, re
   const row = (k: string, v: string) => out.push(`| ${k} | ${v} |`);
   const f = figuresFromReport(report).get(layer.name);
   if (!report) {
-    out.push("_No report beside the model yet: run **QuantLens: Analyze** or **QuantLens: Quantize** for outliers, proxy loss and sensitivity._");
+    out.push("_No report describes this model yet: run **QuantLens: Analyze** or **QuantLens: Quantize** for outliers, proxy loss and sensitivity._");
     return out.join("\n") + "\n";
   }
   out.push(`## From the report`, "", `\`${reportFile ?? "report"}\``, "");

@@ -47,54 +47,64 @@ export async function indexedLayers(modelPath: string): Promise<TreeLayerInput[]
  */
 export async function modelTree(modelPath: string, onReportProblem?: (message: string) => void): Promise<ModelTree> {
   const layers = await indexedLayers(modelPath);
-  let file = reportBeside(modelPath);
+  let file: string | null = null;
   let report: unknown = null;
-  if (file) {
-    try {
-      report = readJsonReport(file);
-    } catch (e) {
-      onReportProblem?.((e as Error).message);
-    }
-  } else {
-    const sibling = analysisFromQuantization(modelPath);
-    if (sibling) ({ file, report } = sibling);
+  try {
+    const found = reportForModel(modelPath);
+    if (found) ({ file, report } = found);
+  } catch (e) {
+    onReportProblem?.((e as Error).message);
   }
   // A quantized model (MatMulNBits) has few float linears left to index: the report written with
   // it (its quantization.output is this file) lists every layer.
   const r = report as { format?: string; layers?: TreeLayerInput[]; quantization?: { output?: string } } | null;
-  if (r?.format === "quantlens-report" && Array.isArray(r.layers) && (r.quantization?.output === modelPath || !layers.length)) {
+  if (r?.format === "quantlens-report" && Array.isArray(r.layers) && (samePath(r.quantization?.output, modelPath) || !layers.length)) {
     return buildModelTree(modelPath, r.layers.map((l) => ({ name: l.name, role: l.role, block: l.block, in: l.in, out: l.out, dtype: l.dtype })), report, file);
   }
   return buildModelTree(modelPath, layers, report, file);
 }
 
+function samePath(a: unknown, b: string): boolean {
+  return typeof a === "string" && a !== "" && path.resolve(a) === path.resolve(b);
+}
+
 /**
- * No report beside an fp model, but a quantization of it beside it (model.gptq-w4g128.quantlens.json,
- * whose `model.file` is this model): its analysis describes this model too. Only the figures that
- * are about the fp model are kept (outliers, sensitivity); bits and proxy loss belong to the
- * quantized model. The newest such report wins.
+ * The report that describes a model: the newest of the report beside it (`model.quantlens.json`)
+ * and the reports in its folder whose source model (`model.file`) is this file — a quantization of
+ * it (model.gptq-w4g128.quantlens.json) carries the fp model's whole analysis. From a quantization
+ * of another output only the figures about the source model are kept (outliers, sensitivity, the
+ * analyses); bits and proxy loss belong to the quantized model and are dropped. An unreadable
+ * report beside the model throws (the file is named); unreadable others are skipped.
  */
-export function analysisFromQuantization(modelPath: string): { file: string; report: unknown } | null {
+export function reportForModel(modelPath: string): { file: string; report: unknown } | null {
+  const beside = reportBeside(modelPath);
+  let best: { file: string; mtime: number; value: unknown } | null = null;
+  if (beside) best = { file: beside, mtime: fs.statSync(beside).mtimeMs, value: readJsonReport(beside) };
   const dir = path.dirname(modelPath);
-  let best: { file: string; mtime: number; value: { layers: Record<string, unknown>[] } } | null = null;
   let names: string[];
   try {
     names = fs.readdirSync(dir).filter((n) => n.endsWith(".quantlens.json"));
   } catch {
-    return null;
+    names = [];
   }
   for (const n of names) {
     const file = path.join(dir, n);
+    if (file === beside) continue;
     try {
       const mtime = fs.statSync(file).mtimeMs;
       if (best && mtime <= best.mtime) continue;
       const value = JSON.parse(fs.readFileSync(file, "utf8"));
-      if (value?.format === "quantlens-report" && value.model?.file === modelPath && Array.isArray(value.layers) && value.activations) best = { file, mtime, value };
+      if (value?.format === "quantlens-report" && samePath(value.model?.file, modelPath) && Array.isArray(value.layers)) best = { file, mtime, value };
     } catch {
       continue;
     }
   }
   if (!best) return null;
-  const layers = best.value.layers.map((l) => ({ ...l, method: null, bits: null, group: null, proxy_loss: null }));
-  return { file: best.file, report: { ...best.value, layers, quantization: undefined } };
+  const v = best.value as { format?: string; layers?: Record<string, unknown>[]; quantization?: { output?: string } } | null;
+  if (best.file !== beside && v?.format === "quantlens-report" && v.quantization && !samePath(v.quantization.output, modelPath) && Array.isArray(v.layers)) {
+    const layers = v.layers.map((l) => ({ ...l, method: null, bits: null, group: null, proxy_loss: null }));
+    const sections = Array.isArray((v as { sections?: unknown }).sections) ? ((v as { sections: string[] }).sections).filter((x) => x !== "quantization") : undefined;
+    return { file: best.file, report: { ...v, layers, quantization: undefined, ...(sections ? { sections } : {}) } };
+  }
+  return { file: best.file, report: best.value };
 }

@@ -6,7 +6,9 @@ import type { Setting } from "../engine/analysis/fake-quant";
 import type { PlanSection, QuantLensReport } from "../engine/report/schema";
 import { UsageError } from "../engine/errors";
 import type { BitPlan } from "../protocol/bits";
-import { planSectionToBitPlan } from "./report-to-panels";
+import { planSectionToBitPlan, replanLayers } from "./report-to-panels";
+
+export { replanLayers };
 
 /** Whether a report carries what a re-plan needs. */
 export function canReplan(r: QuantLensReport): boolean {
@@ -30,13 +32,14 @@ export function sensitivityCoefficients(r: QuantLensReport): Map<string, number>
 }
 
 /**
- * Knapsack items from the report: one per layer of the proxy table, choices = its (rtn|gptq) ×
+ * Knapsack items from the report (only replanLayers' layers): one per layer of the proxy table, choices = its (rtn|gptq) ×
  * bits × group rows, coefficient from sensitivityCoefficients (the median of the known ones
  * where a layer has none, so every layer's predicted error is on the same scale; 1 when none is known).
  */
 export function planItemsFromReport(r: QuantLensReport): PlanItem[] {
   if (!r.proxy) throw new UsageError("this report has no proxy table to re-plan from; run “QuantLens: Analyze” with calibration data");
-  const layers = new Map(r.layers.map((l) => [l.name, l]));
+  const planned = replanLayers(r);
+  const layers = new Map(r.layers.filter((l) => planned.has(l.name)).map((l) => [l.name, l]));
   const weights = sensitivityCoefficients(r);
   const known = [...weights.values()].sort((a, b) => a - b);
   const fallback = known.length ? known[Math.floor(known.length / 2)] : 1;

@@ -28,10 +28,10 @@ export function canRequestTokens(r: QuantLensReport): boolean {
 }
 
 /** The panel spec's request handler for one report file. */
-export function requestHandler(deps: ReportPanelsDeps, file: string): (req: PanelRequest) => Promise<unknown> {
+export function requestHandler(deps: ReportPanelsDeps, file: string, load: () => Promise<QuantLensReport> = () => loadReport(file)): (req: PanelRequest) => Promise<unknown> {
   let cached: { report: QuantLensReport; replan: ReturnType<typeof replanner> } | undefined;
   const current = async () => {
-    const report = await loadReport(file);
+    const report = await load();
     if (!cached || cached.report.created !== report.created) cached = { report, replan: replanner(report) };
     return cached;
   };

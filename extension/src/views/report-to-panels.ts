@@ -90,7 +90,8 @@ export function reportToOverview(r: QuantLensReport): OverviewData {
     bits: l.bits,
     group: l.group,
     proxyLoss: l.proxy_loss,
-    outliers: l.outlier_count,
+    // Without an activations section nothing was counted: unknown, not zero.
+    outliers: r.activations ? l.outlier_count : null,
     sensitivity: l.sensitivity,
     muW: l.mu_w,
     muH: l.mu_h,
@@ -127,11 +128,11 @@ function f32Buffer(blob: F32Blob): ArrayBuffer {
 }
 
 /**
- * Per-input-channel max|W_ij| of a layer, if the report carries it. The schema's WeightRow has
- * per-output-row statistics; a `col_absmax` blob (same encoding, [in]) is read when present.
+ * Per-input-channel max_i |W_ij| of a layer: the report's `weights[].col_absmax` ([in]; analyses
+ * since it was added write it), else what the host can read, else null.
  */
 function columnAbsmax(r: QuantLensReport, layer: string, opts: PanelOptions): Float32Array | null {
-  const w = r.weights?.find((x) => x.layer === layer) as { col_absmax?: F32Blob } | undefined;
+  const w = r.weights?.find((x) => x.layer === layer);
   if (w?.col_absmax) return decodeF32(w.col_absmax);
   return opts.weightColumns?.(layer) ?? null;
 }
@@ -265,6 +266,17 @@ export function planSectionToBitPlan(section: PlanSection, layers: readonly Laye
   return summarize(section.plan.budget, section.predicted, out);
 }
 
+/**
+ * The layers a re-plan assigns bits to: those the report's quantize run quantized (layers it kept
+ * in float, lm_head by default, stay out), else those its plan covered, else every layer but
+ * lm_head (the quantizer's default). The Bits panel shows the same set before and after a re-plan.
+ */
+export function replanLayers(r: QuantLensReport): Set<string> {
+  if (r.quantization && r.quantization.layers.length > 0) return new Set(r.quantization.layers.map((l) => l.name));
+  if (r.plan && r.plan.layers.length > 0) return new Set(r.plan.layers.map((l) => l.name));
+  return new Set(r.layers.filter((l) => l.role !== "lm_head").map((l) => l.name));
+}
+
 /** The bit assignment a report describes: its plan, else its quantize run, else its layer rows. */
 export function bitPlanOf(r: QuantLensReport): BitPlan | null {
   if (r.plan) return planSectionToBitPlan(r.plan, r.layers);
@@ -285,7 +297,9 @@ export function bitPlanOf(r: QuantLensReport): BitPlan | null {
     const rows = r.proxy.rows;
     const ref = rows.find((p) => p.method === "rtn" && p.bits === 4 && p.group === 128) ?? rows[0];
     const planned: BitLayer[] = [];
+    const names = replanLayers(r);
     for (const l of r.layers) {
+      if (!names.has(l.name)) continue;
       const g = ref.group > 0 && ref.group < l.in ? ref.group : 0;
       const p = rows.find((x) => x.layer === l.name && x.method === ref.method && x.bits === ref.bits && x.group === g);
       if (p) planned.push(bitLayer(l, p.method, p.bits, p.group, p.proxy_loss));

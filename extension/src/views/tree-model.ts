@@ -76,7 +76,8 @@ export function figuresFromReport(report: unknown): Map<string, LayerFigures> {
         bits: num(l.bits),
         group: num(l.group),
         proxyLoss: num(l.proxy_loss),
-        outliers: num(l.outlier_count),
+        // Outliers are counted only where the report has activation statistics.
+        outliers: Array.isArray(r.activations) ? num(l.outlier_count) : null,
         sensitivity: num(l.sensitivity),
         ...(kept.has(l.name) ? { kept: kept.get(l.name) } : {}),
       });
@@ -117,14 +118,18 @@ export function formatLoss(x: number): string {
 }
 
 function layerNode(model: string, l: TreeLayerInput, f: LayerFigures | undefined): LayerNode {
-  const parts = [`${l.role}`, `${l.in}×${l.out}`];
+  // The role only where the name does not already say it (q_proj is q; an anonymous MatMul_3 is not).
+  // Weight shape as W is stored, [out × in], labelled (the overview table's convention).
+  const label = shortLayerName(l.name);
+  const parts = [...(label === l.role || label.startsWith(`${l.role}_`) ? [] : [l.role]), `${l.out} out × ${l.in} in`];
   if (f?.bits != null) parts.push(`W${f.bits}${f.group ? ` g${f.group}` : f.group === 0 ? " per-ch" : ""}`);
   else if (f?.kept) parts.push("float");
   if (f?.proxyLoss != null) parts.push(`loss ${formatLoss(f.proxyLoss)}`);
+  if (f?.sensitivity != null) parts.push(`KL ${formatLoss(f.sensitivity)}`);
   if (f?.outliers) parts.push(`⚠ ${f.outliers} outlier${f.outliers === 1 ? "" : "s"}`);
   const tip = [
     l.name,
-    `role ${l.role}${l.block !== null ? `, block ${l.block}` : ""}, ${l.in} inputs → ${l.out} outputs${l.dtype ? `, ${l.dtype}` : ""}`,
+    `role ${l.role}${l.block !== null ? `, block ${l.block}` : ""}, weight ${l.out} × ${l.in} (out × in): ${l.in} inputs → ${l.out} outputs${l.dtype ? `, ${l.dtype}` : ""}`,
     ...(f?.bits != null ? [`quantized: ${f.method ?? "?"} ${f.bits}-bit, ${f.group ? `groups of ${f.group}` : "per output channel"}`] : []),
     ...(f?.kept ? [`kept in float: ${f.kept}`] : []),
     ...(f?.proxyLoss != null ? [`proxy loss tr((W−Q)H(W−Q)ᵀ)/tr(WHWᵀ) = ${f.proxyLoss.toPrecision(3)}`] : []),
@@ -165,7 +170,15 @@ export function buildModelTree(model: string, layers: TreeLayerInput[], report: 
   const all = blocks.flatMap((b) => b.layers);
   const nBlocks = keys.filter((k) => k !== null).length;
   const s = summary(all);
-  return { blocks, description: `${all.length} layers · ${nBlocks} blocks${s.description ? ` · ${s.description}` : ""}`, report: figures.size ? reportFile : null };
+  // How many of the layers a quantization covers, when it leaves some in float (lm_head by default).
+  const quantized = all.filter((l) => l.figures?.bits != null).length;
+  const split = quantized > 0 && quantized < all.length ? ` · ${quantized} quantized, ${all.length - quantized} float` : "";
+  return { blocks, description: `${plural(all.length, "layer")} · ${plural(nBlocks, "block")}${split}${s.description ? ` · ${s.description}` : ""}`, report: figures.size ? reportFile : null };
+}
+
+/** "1 layer", "36 layers". */
+export function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
 }
 
 function summary(layers: LayerNode[]): { description: string; tooltip: string } {
@@ -191,10 +204,10 @@ function summary(layers: LayerNode[]): { description: string; tooltip: string } 
   if (lossCount) parts.push(`max loss ${formatLoss(loss)}`);
   if (withOutliers) parts.push(`⚠ outliers in ${withOutliers} layer${withOutliers === 1 ? "" : "s"}`);
   const tip = [
-    `${layers.length} linear layers`,
+    plural(layers.length, "linear layer"),
     ...(bits.size ? [`quantized: ${[...bits].map(([b, n]) => `${n} at ${b} bits`).join(", ")}`] : []),
     ...(lossCount ? [`largest proxy loss: ${loss.toPrecision(3)}`] : []),
-    ...(withOutliers ? [`${withOutliers} layer(s) read an input with outlier channels (up to ${outliers})`] : []),
+    ...(withOutliers ? [`${plural(withOutliers, "layer")} read${withOutliers === 1 ? "s" : ""} an input with outlier channels (up to ${outliers})`] : []),
   ];
   return { description: parts.join(" · "), tooltip: tip.join("\n") };
 }

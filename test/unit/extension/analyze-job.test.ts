@@ -99,14 +99,14 @@ describe("analyze job (what the Analyze command runs) on stories260K", () => {
     expect(tree.blocks.map((b) => b.label)).toEqual(["block 0", "block 1", "block 2", "block 3", "block 4", "other layers"]);
     expect(tree.blocks[0].layers).toHaveLength(7);
     const q0 = tree.blocks[0].layers[0];
-    expect(q0.description).toMatch(/^q · 64×64 · W\d/);
+    expect(q0.description).toMatch(/^64 out × 64 in · W\d/);
 
     const info = await inspectLayer(model, q0.name);
     expect(info.stats!.absmax).toBeGreaterThan(0);
     const md = layerDetailMarkdown(model, info, JSON.parse(fs.readFileSync(r.report, "utf8")), r.report);
     expect(md).toContain("## From the report");
     expect(md).toContain("## Hessian of its input");
-    expect(md).toContain("64 inputs → 64 outputs (4,096 weights)");
+    expect(md).toContain("64 × 64 (out × in): 64 inputs → 64 outputs, 4,096 weights");
   }, 120_000);
 
   it("a later Quantize reuses that analysis: its report = the analysis + the quantization, without the suggested plan", async () => {
@@ -122,7 +122,8 @@ describe("analyze job (what the Analyze command runs) on stories260K", () => {
       onProgress: (m) => messages.push(m),
     });
     // Not analysed again.
-    expect(messages.some((m) => m.startsWith("report: calibrating"))).toBe(false);
+    expect(messages.some((m) => m.startsWith("analysing"))).toBe(false);
+    expect(messages).toContain("writing the report");
     const report = await loadReport(r.report);
     expect(report.notes.join("\n")).toContain(`Analysis sections from ${path.join(dir, "model.quantlens.json")}`);
     expect(report.sections).not.toContain("plan");

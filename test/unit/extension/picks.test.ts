@@ -20,7 +20,7 @@ describe("Quantize… quick picks", () => {
     const g = groupChoices(128, 64);
     expect(g.map((c) => c.value)).toEqual([32, 64, 128, 256, 0]);
     expect(g.find((c) => c.value === 64)!.description).toBeUndefined();
-    expect(g.find((c) => c.value === 128)!.description).toBe("configured default · layers with fewer than 128 inputs stay in float");
+    expect(g.find((c) => c.value === 128)!.description).toBe("configured default · layers with fewer than 128 inputs: one scale per output channel");
     expect(g.find((c) => c.value === 0)!.label).toBe("per output channel");
   });
 

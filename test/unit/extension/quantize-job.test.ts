@@ -53,7 +53,12 @@ describe("quantize job (what the Quantize command runs)", () => {
     // Progress only moves forward and ends at 1.
     expect(fractions.every((f, i) => i === 0 || f >= fractions[i - 1])).toBe(true);
     expect(fractions[fractions.length - 1]).toBe(1);
-    expect(messages.filter((m) => m.startsWith("gptq "))).toHaveLength(35);
+    // Each stage named, with counts: 35 layers quantized, then exported, then the analysis.
+    expect(messages.filter((m) => /^quantizing layer \d+\/35 \(GPTQ\): block \d \w+_proj$/.test(m))).toHaveLength(35);
+    expect(messages).toContain("exporting MatMulNBits → model.gptq-w4g32.onnx");
+    expect(messages.some((m) => /^analysing: sensitivity \d+\/\d+ \(/.test(m))).toBe(true);
+    expect(messages.some((m) => /^analysing: incoherence and proxy losses, layer 36\/36/.test(m))).toBe(true);
+    expect(messages.filter((m) => /loading the model/.test(m))).toHaveLength(1);
 
     // The input is untouched; the output runs.
     expect(fs.readFileSync(model).equals(fs.readFileSync(path.join(STORIES, "model.onnx")))).toBe(true);
@@ -104,9 +109,19 @@ describe("quantize job (what the Quantize command runs)", () => {
     expect(panels.overview.eval).toMatchObject({ tokens: ev.tokens, top1: ev.top1 });
     expect(panels.bits!.plan.layers).toHaveLength(35);
     expect(panels.bits!.plan.layers.every((l) => l.bits === 4 && l.group === 32)).toBe(true);
-    // 4 + (16 + 4)/32 bits per weight for every quantized layer.
-    expect(panels.bits!.plan.avgBits).toBeCloseTo(4 + 20 / 32, 10);
-    expect(report.quantization!.avg_bits).toBeCloseTo(4 + 20 / 32, 10);
+    // 4 bits + ceil(in/32)·(16 + 4)/in per weight: 2 groups of 32 for 64 inputs, 6 for 172 (the last 12 wide).
+    const want = (() => {
+      let bits = 0;
+      let params = 0;
+      for (const l of report.layers.filter((x) => x.role !== "lm_head")) {
+        bits += l.in * l.out * (4 + (Math.ceil(l.in / 32) * 20) / l.in);
+        params += l.in * l.out;
+      }
+      return bits / params;
+    })();
+    expect(want).toBeGreaterThan(4 + 20 / 32); // the ragged 172-input layers cost more than 20/32
+    expect(panels.bits!.plan.avgBits).toBeCloseTo(want, 10);
+    expect(report.quantization!.avg_bits).toBeCloseTo(want, 10);
 
     // Compare With…: the fp model (inspected on the spot, no report yet) against the quantized report.
     const fpSide = inspectToReport(await inspectModel(model, { noStats: true }), model);
@@ -121,7 +136,7 @@ describe("quantize job (what the Quantize command runs)", () => {
     const nodes = tree.blocks.flatMap((b) => b.layers);
     expect(nodes).toHaveLength(36);
     expect(nodes.filter((n) => n.figures?.bits === 4 && n.figures.group === 32)).toHaveLength(35);
-    expect(tree.description).toMatch(/^36 layers · 5 blocks · W4/);
+    expect(tree.description).toMatch(/^36 layers · 5 blocks · 35 quantized, 1 float · W4/);
 
     // The fp model has no report of its own: the quantization's analysis gives its outlier and
     // sensitivity figures, never the quantized model's bits or losses.
@@ -148,7 +163,7 @@ describe("quantize job (what the Quantize command runs)", () => {
       calib: {},
       signal: abort.signal,
       onProgress: (m) => {
-        if (m.startsWith("rtn ") && ++layers === 5) abort.abort();
+        if (m.startsWith("quantizing layer ") && ++layers === 5) abort.abort();
       },
     });
     await expect(job).rejects.toBeInstanceOf(CancelledError);
@@ -168,7 +183,7 @@ describe("quantize job (what the Quantize command runs)", () => {
       report: "quantization",
       signal: abort.signal,
       onProgress: (m) => {
-        if (m.startsWith("writing")) abort.abort();
+        if (m.startsWith("exporting")) abort.abort();
       },
     });
     await expect(job).rejects.toBeInstanceOf(CancelledError);
@@ -186,7 +201,7 @@ describe("quantize job (what the Quantize command runs)", () => {
       calib: { executionProvider: "cpu" },
       signal: abort.signal,
       onProgress: (m) => {
-        if (m.startsWith("report: ")) abort.abort();
+        if (m.startsWith("analysing")) abort.abort();
       },
     });
     await expect(job).rejects.toBeInstanceOf(CancelledError);
@@ -205,17 +220,20 @@ describe("quantize job (what the Quantize command runs)", () => {
     expect(fs.readFileSync(out, "utf8")).toBe("old");
   });
 
-  it("the default preset (g128) on a 64-wide model says which layers stayed float and what group to set", async () => {
+  it("the default preset (g128) on a 64-wide model: the narrow layers take one group per row, only lm_head stays float", async () => {
     const recipe = { config: methodConfig("rtn", 4, 128), format: "matmulnbits" as const };
     const r = await runQuantizeJob({ model, out: path.join(dir, "model.rtn-w4g128.onnx"), recipe, data: null, samples: 8, calib: {}, report: "quantization" });
-    // Only the down projections (172 inputs) take groups of 128.
-    expect(r.layers).toBe(5);
-    expect(r.kept).toBe(31);
+    expect(r.layers).toBe(35);
+    expect(r.kept).toBe(1);
+    expect(r.keptLayers.map((k) => k.name)).toEqual(["/lm_head/MatMul"]);
     const text = quantizeSummary(r, recipe);
-    expect(text).toMatch(/^QuantLens: wrote model\.rtn-w4g128\.onnx — 5 layers RTN W4 g128 → MatMulNBits in [\d.]+ s/);
-    expect(text).toContain("30 layers kept in float: the group (128) is wider than their 64 inputs — set quantlens.group to 64 or less to quantize them");
+    expect(text).toMatch(/^QuantLens: wrote model\.rtn-w4g128\.onnx — 35 layers RTN W4 g128 → MatMulNBits in [\d.]+ s/);
+    expect(text).not.toContain("wider than");
     expect(text).toContain("; 1 kept in float (see the report)"); // lm_head
-    expect(quantizeSummary({ ...r, kept: 0, keptLayers: [], proxyLoss: 1, proxyLossRtn: 4, notes: ["n"] }, recipe)).toMatch(/proxy loss 25% of RTN's; n$/);
+    const gptq = { config: methodConfig("gptq", 4, 128), format: "matmulnbits" as const };
+    expect(quantizeSummary({ ...r, kept: 0, keptLayers: [], proxyLoss: 1, proxyLossRtn: 4, notes: ["n"] }, gptq)).toMatch(/proxy loss 25% of RTN's; n$/);
+    // RTN against itself says nothing.
+    expect(quantizeSummary({ ...r, kept: 0, keptLayers: [], proxyLoss: 4, proxyLossRtn: 4, notes: [] }, recipe)).not.toContain("of RTN's");
   });
 
   it("GPTQ without data is a user error before anything is read", async () => {

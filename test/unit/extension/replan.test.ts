@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { canReplan, planItemsFromReport, replanner, sensitivityCoefficients } from "../../../extension/src/views/replan";
+import { canReplan, planItemsFromReport, replanLayers, replanner, sensitivityCoefficients } from "../../../extension/src/views/replan";
+import { reportToBits } from "../../../extension/src/views/report-to-panels";
 import { newReport, setSection } from "../../../extension/src/engine/report/write";
 import { bitsPerWeight } from "../../../extension/src/engine/analysis/fake-quant";
 import type { LayerRow, QuantLensReport, SensitivityRow } from "../../../extension/src/engine/report/schema";
@@ -86,5 +87,34 @@ describe("re-plan from a report (the bits panel's budget slider)", () => {
 
   it("a budget below the cheapest plan is a user error", () => {
     expect(() => replanner(report(false))(2.0)).toThrow(UsageError);
+  });
+
+  it("re-plans only the layers the quantization quantized: kept layers (lm_head) stay out", () => {
+    const r = report(true);
+    // The proxy table covers every layer; the quantize run kept "c" in float.
+    setSection(r, "quantization", {
+      method: "gptq", bits: 4, group: 32, format: "matmulnbits", output: "/m/model.q.onnx", seconds: 1, avg_bits: 0, plan: null,
+      layers: ["a", "b"].map((name) => ({ name, method: "gptq", bits: 4, group: 32, proxy_loss: 0.01, proxy_loss_rtn: 0.02, damp: null, dead_columns: null, seconds: 0 })),
+      kept: [{ name: "c", reason: "stays in float" }],
+    });
+    expect([...replanLayers(r)]).toEqual(["a", "b"]);
+    const bits = reportToBits(r, { canReplan: true })!;
+    const before = bits.plan.layers.map((l) => l.name);
+    expect(before).toEqual(["a", "b"]);
+    for (const budget of [2.7, 4.2, 8.6]) {
+      const plan = replanner(r)(budget);
+      // The same bars before and after: one per quantized layer.
+      expect(plan.layers.map((l) => l.name)).toEqual(before);
+      const params = shapes.filter((s) => before.includes(s.name)).reduce((n, s) => n + s.in * s.out, 0);
+      expect(plan.layers.reduce((n, l) => n + l.params, 0)).toBe(params);
+    }
+  });
+
+  it("an analysis-only report re-plans every layer but lm_head", () => {
+    const r = report(false);
+    r.layers[2].role = "lm_head";
+    expect([...replanLayers(r)]).toEqual(["a", "b"]);
+    expect(replanner(r)(4.2).layers.map((l) => l.name)).toEqual(["a", "b"]);
+    expect(reportToBits(r)!.plan.layers.map((l) => l.name)).toEqual(["a", "b"]);
   });
 });

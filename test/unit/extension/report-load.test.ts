@@ -52,8 +52,8 @@ describe("reports for the panels", () => {
     expect(r.quantization!.layers[1].proxy_loss_rtn).toBeCloseTo(0.02, 12);
     const want = (bitsPerWeightOf(4, 32, 64) * 64 * 64 + bitsPerWeightOf(4, 32, 172) * 172 * 64) / (64 * 64 + 172 * 64);
     expect(r.quantization!.avg_bits).toBeCloseTo(want, 12);
-    // schema.ts: bits + (16 + bits)/g, g = in for per-channel.
-    expect(bitsPerWeightOf(4, 32, 172)).toBe(4 + 20 / 32);
+    // schema.ts: bits + ceil(in/g)·(16 + bits)/in: 172 inputs at g 32 are 6 groups (the last of 12).
+    expect(bitsPerWeightOf(4, 32, 172)).toBeCloseTo(4 + (6 * 20) / 172, 12);
     expect(bitsPerWeightOf(8, 0, 64)).toBe(8 + 24 / 64);
     expect(r.notes).toContain("a note");
   });
@@ -74,7 +74,7 @@ describe("reports for the panels", () => {
     expect(info).toMatchObject({ role: "down", block: 2, in: 172, out: 64 });
     const md = layerDetailMarkdown(STORIES_MODEL, info);
     expect(md).toContain("# /model/layers.2/mlp/down\\_proj/MatMul");
-    expect(md).toContain("172 inputs → 64 outputs (11,008 weights)");
+    expect(md).toContain("64 × 172 (out × in): 172 inputs → 64 outputs, 11,008 weights");
     expect(md).toMatch(/run \*\*QuantLens: Analyze\*\*/);
     await expect(inspectLayer(STORIES_MODEL, "nope")).rejects.toThrow(/no linear layer named 'nope'/);
   });

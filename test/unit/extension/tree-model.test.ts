@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { buildModelTree, figuresFromReport, formatLoss, shortLayerName, type TreeLayerInput } from "../../../extension/src/views/tree-model";
+import { buildModelTree, figuresFromReport, formatLoss, plural, shortLayerName, type TreeLayerInput } from "../../../extension/src/views/tree-model";
 import { newReport } from "../../../extension/src/engine/report/write";
 import type { LayerRow } from "../../../extension/src/engine/report/schema";
 
@@ -30,7 +30,9 @@ describe("model tree", () => {
     expect(t.description).toBe("4 layers · 2 blocks");
     expect(t.report).toBeNull();
     const down = t.blocks[0].layers[1];
-    expect(down).toMatchObject({ description: "down · 172×64", badge: "float", model: "/m/model.onnx", name: "/model/layers.0/mlp/down_proj/MatMul" });
+    // The role is said only where the name does not say it.
+    expect(buildModelTree("/m/a.onnx", [L(0, "v", "/MatMul_3", 64, 32)]).blocks[0].layers[0].description).toBe("v · 32 out × 64 in");
+    expect(down).toMatchObject({ description: "64 out × 172 in", badge: "float", model: "/m/model.onnx", name: "/model/layers.0/mlp/down_proj/MatMul" });
   });
 
   it("figures from a quantlens-report: bits, proxy loss, outliers and sensitivity badges", () => {
@@ -41,18 +43,19 @@ describe("model tree", () => {
       row(layers[0], { method: "gptq", bits: 4, group: 32, proxy_loss: 1.5e-5 }),
       row(layers[3], {}),
     ];
+    r.activations = []; // outlier counts mean something only where activations were analysed
     const t = buildModelTree("/m/model.onnx", layers, r, "/m/model.quantlens.json");
     expect(t.report).toBe("/m/model.quantlens.json");
     const [q0, down] = t.blocks[0].layers;
-    expect(q0.description).toBe("q · 64×64 · W4 g32 · loss 0.012 · ⚠ 3 outliers");
+    expect(q0.description).toBe("64 out × 64 in · W4 g32 · loss 0.012 · KL 2.0e-3 · ⚠ 3 outliers");
     expect(q0.badge).toBe("outliers");
     expect(q0.tooltip).toContain("sensitivity (mean KL, this layer alone quantized): 0.00200");
-    expect(down.description).toBe("down · 172×64 · W3 per-ch · loss 0.200");
+    expect(down.description).toBe("64 out × 172 in · W3 per-ch · loss 0.200");
     expect(down.badge).toBe("quantized");
-    expect(t.blocks[1].layers[0].description).toBe("q · 64×64 · W4 g32 · loss 1.5e-5");
+    expect(t.blocks[1].layers[0].description).toBe("64 out × 64 in · W4 g32 · loss 1.5e-5");
     expect(t.blocks[0].description).toBe("W3/W4 · max loss 0.200 · ⚠ outliers in 1 layer");
     expect(t.blocks[2].layers[0].badge).toBe("float");
-    expect(t.description).toBe("4 layers · 2 blocks · W3/W4 · max loss 0.200 · ⚠ outliers in 1 layer");
+    expect(t.description).toBe("4 layers · 2 blocks · 3 quantized, 1 float · W3/W4 · max loss 0.200 · ⚠ outliers in 1 layer");
   });
 
   it("figures from the exporter's report: quantized layers, and kept layers marked float with why", () => {
@@ -64,8 +67,8 @@ describe("model tree", () => {
     const f = figuresFromReport(exported);
     expect(f.get(layers[1].name)).toMatchObject({ bits: 8, group: 0, proxyLoss: 0.001, method: "rtn" });
     const t = buildModelTree("/m/q.onnx", layers, exported, "/m/q.quantlens.json");
-    expect(t.blocks[0].layers[0].description).toBe("q · 64×64 · W8 per-ch · loss 1.0e-3");
-    expect(t.blocks[2].layers[0].description).toBe("lm_head · 64×512 · float");
+    expect(t.blocks[0].layers[0].description).toBe("64 out × 64 in · W8 per-ch · loss 1.0e-3");
+    expect(t.blocks[2].layers[0].description).toBe("512 out × 64 in · float");
     expect(t.blocks[2].layers[0].tooltip).toContain("kept in float: lm_head stays in float");
   });
 
@@ -81,5 +84,20 @@ describe("model tree", () => {
     expect(formatLoss(0.5)).toBe("0.500");
     expect(formatLoss(12.345)).toBe("12.35");
     expect(formatLoss(0.00012)).toBe("1.2e-4");
+  });
+
+  it("outlier counts need an activation section; singular and plural counts", () => {
+    const r = newReport({ file: "/m/model.onnx", blocks: 1, linears: 1, linear_params: 0 }, "test");
+    const one = [layers[1]];
+    r.layers = [row(one[0], { outlier_count: 0 })];
+    // An inspect-only report: nothing was counted, so nothing is claimed.
+    expect(figuresFromReport(r).get(one[0].name)!.outliers).toBeNull();
+    r.activations = [];
+    expect(figuresFromReport(r).get(one[0].name)!.outliers).toBe(0);
+    const t = buildModelTree("/m/model.onnx", one, r, "/m/model.quantlens.json");
+    expect(t.description).toBe("1 layer · 1 block");
+    expect(t.blocks[0].tooltip.split("\n")[0]).toBe("1 linear layer");
+    expect(plural(2, "block")).toBe("2 blocks");
+    expect(buildModelTree("/m/model.onnx", layers).blocks[0].tooltip.split("\n")[0]).toBe("2 linear layers");
   });
 });

@@ -1,6 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { bitsPerWeight, type BitLayer, type BitPlan } from "../../../extension/src/protocol";
 import { computeBarLayout, computeGroupedBarLayout } from "../../../webview/src/charts/bars";
+import { bitsPerWeight as engineBitsPerWeight } from "../../../extension/src/engine/analysis/fake-quant";
+import { makeChoice, planForBudget, type PlanItem } from "../../../extension/src/engine/analysis/bit-plan";
+import { planSectionToBitPlan } from "../../../extension/src/views/report-to-panels";
+import type { LayerRow } from "../../../extension/src/engine/report/schema";
 import { averageBits, computeBitChart, initialReplanState, planBytes, replanStep, snapBudget, type ReplanEvent, type ReplanState } from "../../../webview/src/charts/bits";
 
 const margin = { top: 0, right: 0, bottom: 0, left: 0 };
@@ -13,7 +17,8 @@ describe("size accounting", () => {
   it("charges an fp16 scale and a bits-wide zero per group", () => {
     expect(bitsPerWeight(4, 128, 4096)).toBeCloseTo(4 + 20 / 128, 12);
     expect(bitsPerWeight(4, 0, 64)).toBeCloseTo(4 + 20 / 64, 12);
-    expect(bitsPerWeight(8, 32, 172)).toBeCloseTo(8.75, 12);
+    // 172 inputs at g 32: 6 groups per row (the last one 12 wide), not 172/32.
+    expect(bitsPerWeight(8, 32, 172)).toBeCloseTo(8 + (6 * 24) / 172, 12);
     // A group as wide as the layer or wider is per-channel.
     expect(bitsPerWeight(4, 128, 64)).toBeCloseTo(bitsPerWeight(4, 0, 64), 12);
   });
@@ -140,5 +145,47 @@ describe("budget slider → re-plan requests", () => {
       { id: 2, budget: 5 },
     ]);
     expect(s.shown).toBe(4.15);
+  });
+});
+
+describe("ragged groups: one size formula for the planner, the report and the Bits panel", () => {
+  it("a 172-input layer at g 128 has two groups per row (128 + 44), not 172/128", () => {
+    const exact = 4 + (2 * 20) / 172;
+    expect(bitsPerWeight(4, 128, 172)).toBeCloseTo(exact, 12);
+    expect(engineBitsPerWeight(4, 128, 172)).toBeCloseTo(exact, 12);
+    // Not the old bits + (16 + bits)/g, which undercounts the short last group.
+    expect(Math.abs(bitsPerWeight(4, 128, 172) - (4 + 20 / 128))).toBeGreaterThan(0.07);
+    for (const bits of [2, 3, 4, 8])
+      for (const g of [0, 16, 32, 64, 128, 256])
+        for (const cols of [64, 172, 4096, 11008]) expect(bitsPerWeight(bits, g, cols)).toBeCloseTo(engineBitsPerWeight(bits, g, cols), 12);
+  });
+
+  it("a 3.5-bit plan shows the same average in the plan and in the Bits panel", () => {
+    const shapes = [
+      { name: "gate", in: 64, out: 172 },
+      { name: "down", in: 172, out: 64 },
+      { name: "q", in: 64, out: 64 },
+    ];
+    const items: PlanItem[] = shapes.map((s, i) => ({
+      name: s.name,
+      params: s.in * s.out,
+      cols: s.in,
+      coefficient: 1 + i,
+      choices: ([2, 3, 4, 8] as const).flatMap((bits) =>
+        [32, 128, 0].map((group) => makeChoice({ method: "rtn", bits, group: group >= s.in ? 0 : group }, s.in * s.out, s.in, 4 ** -bits * (group ? 0.8 : 1), 1 + i)),
+      ),
+    }));
+    const { section } = planForBudget(items, 3.5, "/m/model.onnx");
+    expect(section.layers.some((l) => l.name === "down" && l.group === 128)).toBe(true);
+    const rows: LayerRow[] = shapes.map((s) => ({ name: s.name, role: "other", block: 0, in: s.in, out: s.out, dtype: "float32", input: "x", method: null, bits: null, group: null, proxy_loss: null, outlier_count: 0, sensitivity: null, mu_w: null, mu_h: null }));
+    const panel = planSectionToBitPlan(section, rows);
+    expect(panel.avgBits).toBeCloseTo(section.plan.avg_bits, 12);
+    expect(panel.avgBits).toBeLessThanOrEqual(3.5 + 1e-12);
+    // Each bar's bits/weight is what the protocol's formula gives for its layer.
+    for (const l of panel.layers) {
+      const s = shapes.find((x) => x.name === l.name)!;
+      expect(l.bitsPerWeight).toBeCloseTo(bitsPerWeight(l.bits, l.group, s.in), 12);
+    }
+    expect(averageBits(panel.layers)).toBeCloseTo(section.plan.avg_bits, 12);
   });
 });

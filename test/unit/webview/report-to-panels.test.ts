@@ -163,6 +163,15 @@ describe("report → panel data", () => {
     expect(o.model.notes).toEqual(["lm_head kept in float"]);
   });
 
+  it("overview: without an activation section the outlier column is unknown (null, shown as –), not 0", () => {
+    const r = report();
+    delete r.activations;
+    r.sections = r.sections.filter((s) => s !== "activations");
+    const o = reportToOverview(r);
+    expect(o.layers.every((l) => l.outliers === null)).toBe(true);
+    expect(reportToOverview(report()).layers.map((l) => l.outliers)).toEqual(report().layers.map((l) => l.outlier_count));
+  });
+
   it("heatmap: values as an ArrayBuffer of float32, rows with their layers and outliers", () => {
     const h = reportToHeatmap(report(), { canRequestTokens: true })!;
     expect(h.xAbsmax).toBeInstanceOf(ArrayBuffer);

@@ -12,23 +12,36 @@ const LABELS: Record<LayerColumn, string> = {
   name: "Layer",
   role: "Role",
   block: "Block",
-  shape: "Shape (out × in)",
+  shape: "out × in",
   bits: "Bits",
   proxyLoss: "Proxy loss",
-  outliers: "Outlier ch.",
+  outliers: "Outliers",
   sensitivity: "KL alone",
   sqnrDb: "SQNR dB",
 };
+/** What each header means (its tooltip and accessible name). */
+const TITLES: Record<LayerColumn, string> = {
+  name: "Layer (ONNX node name)",
+  role: "Role in the transformer block",
+  block: "Transformer block",
+  shape: "Weight shape: output features × input features (W is [out × in])",
+  bits: "Bits, group size and method of the quantization (fp = kept in float)",
+  proxyLoss: "Proxy loss tr((W−Q)H(W−Q)ᵀ)/tr(WHWᵀ)",
+  outliers: "Outlier channels in the layer's input activation (– = no activation statistics)",
+  sensitivity: "Mean KL (nats) to the float model with only this layer quantized",
+  sqnrDb: "Output SQNR (dB) of the layer in the quantized model",
+};
+// Readable at 1280×800 (an ~890 px wide table): every header fits, sort arrow included.
 const WIDTHS: Record<LayerColumn, string> = {
-  name: "26%",
+  name: "21%",
   role: "6%",
-  block: "6%",
-  shape: "11%",
-  bits: "10%",
-  proxyLoss: "10%",
-  outliers: "9%",
+  block: "8%",
+  shape: "10%",
+  bits: "14%",
+  proxyLoss: "11%",
+  outliers: "10%",
   sensitivity: "10%",
-  sqnrDb: "12%",
+  sqnrDb: "10%",
 };
 
 function cell(l: LayerInfo, c: LayerColumn): string {
@@ -46,7 +59,7 @@ function cell(l: LayerInfo, c: LayerColumn): string {
     case "proxyLoss":
       return formatNumber(l.proxyLoss);
     case "outliers":
-      return String(l.outliers);
+      return l.outliers === null ? "–" : String(l.outliers);
     case "sensitivity":
       return formatNumber(l.sensitivity);
     case "sqnrDb":
@@ -100,7 +113,7 @@ export function renderOverview(data: OverviewData): HTMLElement {
     clear(holder);
     const columns = LAYER_COLUMNS.map((c) => {
       const arrow = c === sort ? (dir === "asc" ? " ▲" : " ▼") : "";
-      const btn = h("button", { class: "sort", type: "button", "data-testid": TESTID.sort(c), "aria-label": `Sort by ${LABELS[c]}`, "aria-pressed": c === sort ? "true" : "false" }, LABELS[c] + arrow);
+      const btn = h("button", { class: "sort", type: "button", "data-testid": TESTID.sort(c), "aria-label": `Sort by ${TITLES[c]}`, title: TITLES[c], "aria-pressed": c === sort ? "true" : "false" }, LABELS[c] + arrow);
       btn.addEventListener("click", () => {
         if (sort === c) dir = dir === "asc" ? "desc" : "asc";
         else {

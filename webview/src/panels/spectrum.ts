@@ -42,7 +42,8 @@ export function renderSpectrum(data: SpectrumData): HTMLElement {
           ["Damping λ", `${formatNumber(sp.damp)} (percdamp ${formatNumber(sp.percdamp)} × mean diag H)`],
           ["Effective rank", `${formatNumber(sp.effectiveRank)} of ${sp.n}`],
           ["Dead inputs (H_ii = 0)", String(sp.deadInputs)],
-          ["Layers", sp.layers.map(shortLayerName).join(", ")],
+          // The block is in the select above: the projections' own names are enough here.
+          ["Layers", sp.layers.map((n) => shortLayerName(n).split("/").pop() ?? n).join(", ")],
         ]),
       );
       if (width <= 0) return;

@@ -271,13 +271,17 @@ export function layerRows(index: LinearIndex, report: QuantLensReport): LayerRow
   });
 }
 
-/** Per-layer and per-output-channel weight statistics; rows whose absmax is an outlier among rows. */
+/**
+ * Per-layer, per-output-channel and per-input-channel (column absmax max_i |W_ij|, SmoothQuant's
+ * max|W_j| for one layer) weight statistics; rows whose absmax is an outlier among rows.
+ */
 export function weightRow(l: LinearLayer, w: Float32Array, rule: OutlierRule): WeightRow {
   const rows = l.out;
   const cols = l.in;
   const absmax = new Float32Array(rows);
   const std = new Float32Array(rows);
   const kurt = new Float32Array(rows);
+  const colMax = new Float32Array(cols);
   let gMax = 0;
   let gSum = 0;
   let gSq = 0;
@@ -287,7 +291,9 @@ export function weightRow(l: LinearLayer, w: Float32Array, rule: OutlierRule): W
     for (let c = 0; c < cols; c++) {
       const v = w[r * cols + c];
       s += v;
-      m = Math.max(m, Math.abs(v));
+      const a = Math.abs(v);
+      if (a > m) m = a;
+      if (a > colMax[c]) colMax[c] = a;
     }
     const mean = s / cols;
     let m2 = 0;
@@ -321,6 +327,7 @@ export function weightRow(l: LinearLayer, w: Float32Array, rule: OutlierRule): W
     row_absmax: encodeF32(absmax),
     row_std: encodeF32(std),
     row_kurtosis: encodeF32(kurt),
+    col_absmax: encodeF32(colMax),
     outlier_rows: outlierChannels(absmax, rule).map(({ channel, absmax: a, ratio, score }) => ({ channel, absmax: a, ratio, score })),
   };
 }

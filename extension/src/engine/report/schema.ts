@@ -22,11 +22,12 @@
  *   square-root is the relative RMS error of the layer's output on the calibration tokens.
  * - KL is KL(p_fp ‖ p_quant) of next-token distributions in nats, averaged over held-out tokens.
  *
- * Size accounting (the bit plan's `avg_bits`, `bits_per_weight`): a weight at `bits` bits in
- * groups of `g` inputs costs `bits + (16 + bits)/g` bits: one float16 scale (2 bytes) and one
- * zero point stored at `bits` bits (packed, as MatMulNBits stores them) per group per output
- * row. Per-channel (group 0) uses g = in. Layers left in float (lm_head by default) are not
- * counted.
+ * Size accounting (the bit plan's `avg_bits`, `bits_per_weight`): a layer with `in` inputs at
+ * `bits` bits in groups of `g` inputs costs `bits + ceil(in/g)·(16 + bits)/in` bits per weight:
+ * one float16 scale (2 bytes) and one zero point stored at `bits` bits (packed, as MatMulNBits
+ * stores them) per group per output row, counting the exact number of groups (a ragged layer's
+ * last group is shorter: 172 inputs at g 128 are 2 groups). Per-channel (group 0), and g ≥ in,
+ * is one group per row. Layers left in float (lm_head by default) are not counted.
  */
 
 export const REPORT_FORMAT = "quantlens-report";
@@ -246,6 +247,12 @@ export interface WeightRow {
   row_absmax: F32Blob;
   row_std: F32Blob;
   row_kurtosis: F32Blob;
+  /**
+   * Per input channel (column of W) max_i |W_ij|, [in]: SmoothQuant's max|W_j| for this layer (the
+   * α preview takes the max over the layers sharing the input). Optional: reports written before
+   * it was added lack it (same format version).
+   */
+  col_absmax?: F32Blob;
   /** Output channels whose absmax is an outlier among rows (same MAD rule as activations). */
   outlier_rows: { channel: number; absmax: number; ratio: number; score: number }[];
 }

@@ -89,6 +89,11 @@ export function validateReport(value: unknown, file = "report"): QuantLensReport
       const len = v.blob(w.row_absmax, `weights[${i}].row_absmax`);
       v.blob(w.row_std, `weights[${i}].row_std`, len);
       v.blob(w.row_kurtosis, `weights[${i}].row_kurtosis`, len);
+      if (w.col_absmax !== undefined) {
+        const cols = v.blob(w.col_absmax, `weights[${i}].col_absmax`);
+        const layer = Array.isArray(r.layers) ? (r.layers as { name?: unknown; in?: unknown }[]).find((l) => l && l.name === w.layer) : undefined;
+        if (layer && typeof layer.in === "number" && cols !== layer.in) v.fail(`weights[${i}].col_absmax`, `${cols} values for layer ${String(w.layer)} with ${layer.in} inputs`);
+      }
     });
   }
   if (r.incoherence !== undefined) {
