@@ -48,7 +48,7 @@ interface QuantizeFlags {
 export function registerQuantize(program: Command): void {
   program
     .command("quantize")
-    .description("Quantize the linear layers (RTN or GPTQ) and export an ONNX model onnxruntime runs")
+    .description("Quantize the linear layers (RTN, GPTQ, AWQ, SmoothQuant, QuIP) and export an ONNX model onnxruntime runs")
     .argument("<model>", "path to a .onnx file (never modified)")
     .option("--method <m>", "rtn, gptq, awq, smoothquant or quip", DEFAULT_CONFIG.method)
     .option("--bits <n>", "2, 3, 4 or 8", String(DEFAULT_CONFIG.bits))

@@ -186,12 +186,11 @@ export function quantizeSummary(r: Pick<QuantizeJobResult, "output" | "layers" |
 
 /**
  * The choices an auto plan may make for a format, so every layer is written in that format:
- * MatMulNBits runs 2/4/8 bits in blocks of 16–256 (no per-channel), QDQ is 8-bit per channel;
- * fake-quant takes the whole grid.
+ * MatMulNBits runs 2/4/8 bits in blocks of 16–256 (no per-channel); QDQ writes every setting
+ * (2–4 bits as blocked int4/uint4 at opset 21, 8-bit per channel or blocked) as fake-quant does.
  */
 export function planGrid(format: string): { bits?: Bits[]; groups?: number[] } {
   if (format === "matmulnbits") return { bits: [2, 4, 8], groups: [32, 64, 128] };
-  if (format === "qdq") return { bits: [8], groups: [0] };
   return {};
 }
 

@@ -19,7 +19,7 @@ afterAll(() => cleanup());
 describe("Quantize… → auto plan under N bits", () => {
   it("plans only what the format can write", () => {
     expect(planGrid("matmulnbits")).toEqual({ bits: [2, 4, 8], groups: [32, 64, 128] });
-    expect(planGrid("qdq")).toEqual({ bits: [8], groups: [0] });
+    expect(planGrid("qdq")).toEqual({}); // blocked int4/int8 DequantizeLinear: the whole grid
     expect(planGrid("fake")).toEqual({});
   });
 
