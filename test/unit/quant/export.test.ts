@@ -120,3 +120,46 @@ describe("export of an anonymous export (unnamed nodes)", () => {
     }
   });
 });
+
+describe("a tied lm_head that reads the embedding table itself", () => {
+  it("fake export quantizes the head through its own copy; the embedding lookup keeps the fp table", async () => {
+    const { create, toBinary } = await import("@bufbuild/protobuf");
+    const { ModelProtoSchema, NodeProtoSchema } = await import("../../../extension/src/engine/onnx/proto/onnx_pb");
+    // stories260K with lm_head reading Transpose(embed_tokens.weight): one initializer, two readers.
+    const proto = structuredClone(model.proto);
+    const g = proto.graph!;
+    const head = g.node.find((n) => n.name === "/lm_head/MatMul")!;
+    g.node.splice(g.node.indexOf(head), 0, create(NodeProtoSchema, { name: "/lm_head/Transpose", opType: "Transpose", input: ["model.embed_tokens.weight"], output: ["tied_head_weight"], attribute: [{ name: "perm", type: 7, ints: [1n, 0n] }] }));
+    head.input[1] = "tied_head_weight";
+    g.initializer = g.initializer.filter((t) => t.name !== "lm_head.weight");
+    const tiedFile = path.join(dir, "tied.onnx");
+    fs.writeFileSync(tiedFile, toBinary(ModelProtoSchema, proto));
+    const tied = await OnnxModel.load(tiedFile);
+    try {
+      const config = { ...DEFAULT_CONFIG, method: "rtn" as const, bits: 4 as const, group: 32, includeLmHead: true };
+      const qTied = await quantizeModel(tied, config);
+      expect(qTied.layers.map((l) => l.layer.name)).toContain("/lm_head/MatMul");
+      const outTied = path.join(dir, "tied-fake.onnx");
+      await exportQuantized(tied, qTied, outTied, "fake");
+      // The same quantization of the untied original (separate, equal initializers): the reference.
+      const qSep = await quantizeModel(model, config);
+      const outSep = path.join(dir, "sep-fake.onnx");
+      await exportQuantized(model, qSep, outSep, "fake");
+      const exported = await OnnxModel.load(outTied);
+      try {
+        const embed = exported.initializer("model.embed_tokens.weight")!;
+        const orig = tied.initializer("model.embed_tokens.weight")!;
+        expect(Buffer.from(embed.rawData).equals(Buffer.from(orig.rawData))).toBe(true);
+        expect(exported.initializer("model.embed_tokens.weight_quantized")).toBeDefined();
+      } finally {
+        exported.close();
+      }
+      const c = loadRefCases().find((x) => x.name === "b2_t64")!;
+      const a = await runLogits(outTied, c.ids, c.shape);
+      const b = await runLogits(outSep, c.ids, c.shape);
+      expect(maxAbsDiff(a, b)).toBeLessThanOrEqual(1e-4);
+    } finally {
+      tied.close();
+    }
+  });
+});

@@ -4,9 +4,10 @@ import { create } from "@bufbuild/protobuf";
 import { UsageError } from "../errors";
 import type { OnnxModel } from "../onnx/model";
 import { saveModel } from "../onnx/save";
+import { GraphIndex } from "../onnx/graph";
 import { defaultOpset, upgradeOpset } from "./opset";
 import { DataType } from "../onnx/dtype";
-import { NodeProtoSchema, OperatorSetIdProtoSchema, type ModelProto } from "../onnx/proto/onnx_pb";
+import { NodeProtoSchema, OperatorSetIdProtoSchema, type ModelProto, type NodeProto } from "../onnx/proto/onnx_pb";
 import { NBITS_BLOCK_SIZES, NBITS_ORT_BITS, packDequantizeLinearInt4, packDequantizeLinearInt8, packMatMulNBits, type DequantizeLinearWeight } from "../kernels/quant";
 import { dequantized, type LayerQuant, type QuantizedModel } from "../quant/quantize";
 import { toStoredLayout } from "../quant/layer-weights";
@@ -42,6 +43,7 @@ export async function exportQuantized(model: OnnxModel, q: QuantizedModel, out: 
   const abs = path.resolve(out);
   if (abs === model.file) throw new UsageError(`refusing to overwrite the input model ${model.file}; choose another output path`);
   const g = new GraphEditor(model.graph);
+  const graphIndex = new GraphIndex(model.graph);
   const layers: ExportResult["layers"] = [];
   const notes: string[] = [];
   let usesContrib = false;
@@ -67,7 +69,18 @@ export async function exportQuantized(model: OnnxModel, q: QuantizedModel, out: 
     if (format !== "fake" && !why && l.op !== "MatMul") why = `${l.op} is written as fake-quant`;
     if (format === "fake" || why) {
       const stored = model.info(l.weight)!;
-      g.setInitializer(floatTensor(l.weight, stored.dims, toStoredLayout(l, dequantized(lq)), stored.dataType));
+      const values = toStoredLayout(l, dequantized(lq));
+      const reader = sharedWeightReader(g, graphIndex, l.weight, node);
+      if (reader) {
+        // The initializer is also read elsewhere (a tied lm_head's embedding table): the
+        // quantized copy gets its own name and only this layer's chain reads it.
+        const name = freshInitializerName(g, `${l.weight}_quantized`);
+        g.setInitializer(floatTensor(name, stored.dims, values, stored.dataType));
+        const rewired = { ...reader, input: reader.input.map((x) => (x === l.weight ? name : x)) };
+        g.replaceNode(reader, rewired);
+      } else {
+        g.setInitializer(floatTensor(l.weight, stored.dims, values, stored.dataType));
+      }
       layers.push({ name: l.name, form: "fake", ...(why ? { note: why } : {}) });
       continue;
     }
@@ -218,6 +231,29 @@ function packBlockedInt8(lq: LayerQuant, blockSize: number): DequantizeLinearWei
     }
   }
   return { dtype: symmetric ? "int8" : "uint8", dims: [K, N], data, scale, scaleDims: [nBlocks, N], zeroPoint, axis: 0, blockSize };
+}
+
+/**
+ * The node of `node`'s weight chain (the MatMul/Gemm itself, or the Transpose/Cast in front of
+ * it) that reads initializer `weight`, when something else reads `weight` too; else null.
+ */
+function sharedWeightReader(g: GraphEditor, index: GraphIndex, weight: string, node: NodeProto): NodeProto | null {
+  if (index.consumersOf(weight).length < 2) return null;
+  let current = node;
+  let t = node.input[1];
+  for (let hops = 0; hops < 8 && t !== weight; hops++) {
+    const p = index.producer.get(t);
+    if (!p) return null;
+    current = p;
+    t = p.input[0];
+  }
+  return t === weight && g.nodes.includes(current) ? current : null;
+}
+
+function freshInitializerName(g: GraphEditor, base: string): string {
+  let name = base;
+  for (let i = 1; g.initializers.has(name); i++) name = `${base}_${i}`;
+  return name;
 }
 
 function nbitsUnsupported(lq: LayerQuant): string | undefined {
