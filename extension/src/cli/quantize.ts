@@ -61,7 +61,7 @@ export function registerQuantize(program: Command): void {
     .option("--plan <file>", "per-layer method/bits/group from a plan (quantlens plan); replaces --method/--bits/--group; unlisted layers stay float")
     .option("--samples <n>", "calibration documents to use (default 128)")
     .option("--seq-len <l>", "truncate calibration documents to L tokens")
-    .option("--sequential", "GPTQ: calibrate block by block through the already-quantized blocks")
+    .option("--sequential", "GPTQ/QuIP: calibrate each input tensor (q/k/v, o, gate/up, down; block after block) through every already-quantized layer")
     .option("--include-lm-head", "quantize lm_head too")
     .option("--alpha <a>", "SmoothQuant: migration strength in [0, 1] (default 0.5); AWQ: a fixed α of s = mean|x|^α instead of the grid search")
     .option("--act-bits <n>", "8: calibrated static int8 activations before every quantized layer (W8A8; smoothquant implies it)")

@@ -43,11 +43,23 @@ describe("GPTQ pass on stories260K", () => {
     }
   });
 
-  it("sequential mode quantizes block by block through the quantized blocks", async () => {
-    const q = await quantizeModel(model, { ...DEFAULT_CONFIG, method: "gptq", bits: 4, group: 32, sequential: true }, { data });
+  it("sequential mode is true-sequential: each input tensor calibrated through every earlier quantized layer", async () => {
+    const config = { ...DEFAULT_CONFIG, method: "gptq" as const, bits: 4 as const, group: 32 };
+    const q = await quantizeModel(model, { ...config, sequential: true }, { data });
+    const once = await quantizeModel(model, config, { data });
     expect(q.layers).toHaveLength(35);
-    expect(q.calibration?.passes).toBeGreaterThanOrEqual(5);
+    // One stage per distinct input: q/k/v, o, gate/up, down in each of the 5 blocks.
+    expect(q.calibration?.passes).toBe(20);
     for (const l of q.layers) expect(l.proxyLoss!).toBeLessThanOrEqual(l.proxyLossRtn! * (1 + 1e-6));
+    const by = (r: typeof q, name: string) => r.layers.find((l) => l.layer.name === name)!;
+    // Block 0's q/k/v read the fp model's input: the same Hessian, the same result as one pass.
+    for (const n of ["q_proj", "k_proj", "v_proj"]) {
+      const name = `/model/layers.0/self_attn/${n}/MatMul`;
+      expect(by(q, name).proxyLossRtn).toBeCloseTo(by(once, name).proxyLossRtn!, 10);
+    }
+    // o_proj of block 0 already sees quantized q/k/v: its Hessian (so RTN's loss on it) differs.
+    const o = "/model/layers.0/self_attn/o_proj/MatMul";
+    expect(Math.abs(by(q, o).proxyLossRtn! - by(once, o).proxyLossRtn!)).toBeGreaterThan(1e-6 * by(once, o).proxyLossRtn!);
   });
 
   it("GPTQ without data is a clear error", async () => {

@@ -78,8 +78,9 @@ export function dequantized(q: LayerQuant): Float32Array {
 
 /**
  * Quantize every linear layer of `model` (lm_head only when asked). GPTQ takes each layer's
- * Hessian from calibration: all at once by default (one run of the fp model), or block by block
- * through the already-quantized blocks with `sequential` (the GPTQ paper's procedure).
+ * Hessian from calibration: all at once by default (one run of the fp model), or with
+ * `sequential` one input tensor at a time in graph order through every already-quantized layer
+ * (GPTQ's true-sequential procedure: q/k/v, o, gate/up, down, block after block).
  */
 export async function quantizeModel(model: OnnxModel, config: QuantConfig, opts: QuantizeOptions = {}): Promise<QuantizedModel> {
   checkConfig(config);
@@ -133,25 +134,31 @@ export async function quantizeModel(model: OnnxModel, config: QuantConfig, opts:
     });
     calibration = { tokens: c.tokens, seconds: c.seconds, passes: c.passes };
   } else {
-    const blocks = [...new Set(targets.map((l) => l.block))];
+    // True-sequential (GPTQ's llama procedure): one stage per distinct input tensor in graph
+    // order (q/k/v, then o, then gate/up, then down, block after block); each stage's inputs come
+    // from the model with every earlier stage's layers already quantized.
+    const stages = taps
+      .map((t) => ({ tap: t, layers: layersOf(t.tensor) }))
+      .filter((st) => st.layers.length > 0)
+      .sort((a, b) => Math.min(...a.layers.map((l) => l.nodeIndex)) - Math.min(...b.layers.map((l) => l.nodeIndex)));
     const overrides = new Map<string, Float32Array>();
     let tokens = 0;
     let seconds = 0;
     let passes = 0;
-    for (const block of blocks) {
-      const wanted = taps.filter((t) => layersOf(t.tensor).some((l) => l.block === block));
-      log(`calibrating block ${block ?? "-"} through ${overrides.size} quantized layers`);
+    for (const stage of stages) {
+      const names = stage.layers.map((l) => l.name.replace(/^\/model\//, "")).join(", ");
+      log(`calibrating ${names} (block ${stage.layers[0].block ?? "-"}) through ${overrides.size} quantized layers`);
       const c = await calibrate(model, opts.data, {
         ...opts.calib,
-        tensors: wanted.map((t) => t.tensor),
+        tensors: [stage.tap.tensor],
         weightOverrides: overrides,
         signal: opts.signal,
-        sink: (r) => quantizeTap(r, layersOf(r.tap.tensor).filter((l) => l.block === block)),
+        sink: (r) => quantizeTap(r, stage.layers),
       });
       tokens = c.tokens;
       seconds += c.seconds;
       passes += c.passes;
-      for (const l of targets.filter((x) => x.block === block)) {
+      for (const l of stage.layers) {
         overrides.set(l.weight, toStoredLayout(l, dequantized(results.get(l.name)!)));
       }
     }
