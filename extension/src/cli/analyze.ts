@@ -10,7 +10,7 @@ import { UsageError } from "../engine/errors";
 import { num, progress, progressDone, table } from "./format";
 import { withInterrupt } from "./interrupt";
 import { checkOutput, externalFiles } from "./outputs";
-import { parseCount, parseSize } from "./options";
+import { addRunOptions, parseCount, parseRunFlags, type RunFlags } from "./options";
 import { VERSION } from "./version";
 
 /** `--method rtn,gptq --bits 3,4 --group 128` → the settings grid. */
@@ -25,17 +25,10 @@ export function parseSettings(methods: string, bits: string, group: string): Set
   return out;
 }
 
-export function parseEp(ep: string): "auto" | "cpu" | "cuda" {
-  if (!["auto", "cpu", "cuda"].includes(ep)) throw new UsageError(`--ep must be auto, cpu or cuda, not '${ep}'`);
-  return ep as "auto" | "cpu" | "cuda";
-}
-
-interface AnalyzeFlags {
+interface AnalyzeFlags extends RunFlags {
   data: string;
   output?: string;
   eval?: string;
-  samples?: string;
-  seqLen?: string;
   evalSamples?: string;
   method: string;
   bits: string;
@@ -43,24 +36,18 @@ interface AnalyzeFlags {
   tokens?: string[];
   seed: string;
   rotation: string;
-  percdamp: string;
-  threads?: string;
-  maxMemory?: string;
-  ep: string;
   force?: boolean;
   json?: boolean;
 }
 
 export function registerAnalyze(program: Command): void {
-  program
+  const cmd = program
     .command("analyze")
     .description("Why does it lose accuracy? Outliers, incoherence, Hessian spectra, proxy losses, error propagation (and sensitivity with --eval)")
     .argument("<model>", "path to a .onnx file (never modified)")
     .requiredOption("--data <file>", "calibration data: .jsonl ({text} or {input_ids}), .json (id arrays) or .txt")
     .option("-o, --output <report>", "write the report JSON (what the QuantLens panels read)")
     .option("--eval <file>", "held-out data: adds measured sensitivity by role and by layer")
-    .option("--samples <n>", "calibration documents to use", "128")
-    .option("--seq-len <l>", "truncate calibration documents to L tokens")
     .option("--eval-samples <n>", "held-out sequences for the sensitivity runs", "32")
     .option("--method <m>", "setting for error propagation and sensitivity: rtn or gptq", "rtn")
     .option("--bits <n>", "its bits: 2, 3, 4 or 8", "4")
@@ -68,24 +55,19 @@ export function registerAnalyze(program: Command): void {
     .option("--tokens <tensor...>", "tensors to give a tokens × channels heatmap (default: the strongest outlier's)")
     .option("--seed <n>", "QuIP base seed for the rotation (as quantize --method quip)", "0")
     .option("--rotation <kind>", "QuIP rotation kind: kron, hadamard or auto", "kron")
-    .option("--percdamp <x>", "GPTQ damping as a fraction of mean(diag H)", "0.01")
-    .option("--threads <n>", "onnxruntime intra-op threads")
-    .option("--max-memory <size>", "memory budget for calibration statistics")
-    .option("--ep <provider>", "execution provider: auto, cpu or cuda", "auto")
     .option("--force", "replace the report if it exists")
-    .option("--json", "print one JSON object on stdout")
+    .option("--json", "print one JSON object on stdout");
+  addRunOptions(cmd)
     .action(async (modelPath: string, f: AnalyzeFlags) => {
-      const ep = parseEp(f.ep);
+      const opts = parseRunFlags(f);
       const [setting] = parseSettings(f.method, f.bits, f.group);
       if (!["kron", "hadamard", "auto"].includes(f.rotation)) throw new UsageError(`--rotation must be kron, hadamard or auto, not '${f.rotation}'`);
       if (!/^\d+$/.test(f.seed) || Number(f.seed) > 0xffffffff) throw new UsageError(`--seed must be an integer in [0, 2^32), not '${f.seed}'`);
-      const percdamp = Number(f.percdamp);
-      if (!(percdamp > 0 && percdamp < 1)) throw new UsageError(`--percdamp must be in (0, 1), not '${f.percdamp}'`);
       const model = await OnnxModel.load(modelPath);
       try {
         if (f.output) checkOutput(f.output, { force: f.force, inputs: [modelPath, f.data, f.eval, ...externalFiles(model)] });
         requireLinears(model, indexLinears(model));
-        const data = loadModelData(model, f.data, { samples: parseCount("--samples", f.samples), seqLen: parseCount("--seq-len", f.seqLen) });
+        const data = loadModelData(model, f.data, opts.data);
         const evalData = f.eval ? loadModelData(model, f.eval, { samples: parseCount("--eval-samples", f.evalSamples), forEval: true }) : undefined;
         for (const note of [...data.notes, ...(evalData?.notes ?? [])]) process.stderr.write(`quantlens: note: ${note}\n`);
         const t0 = performance.now();
@@ -93,13 +75,13 @@ export function registerAnalyze(program: Command): void {
           analyzeModel(model, {
             data,
             evalData,
-            percdamp,
+            percdamp: opts.percdamp,
             quipSeed: Number(f.seed),
             quipRotation: f.rotation as "kron" | "hadamard" | "auto",
             propagation: setting,
             sensitivity: [setting],
             tokenHeatmaps: f.tokens ?? "auto",
-            calib: { threads: parseCount("--threads", f.threads), maxMemory: parseSize("--max-memory", f.maxMemory), executionProvider: ep },
+            calib: opts.calib,
             signal,
             onProgress: (m) => progress(`analyze: ${m}`),
             generator: `quantlens ${VERSION}`,

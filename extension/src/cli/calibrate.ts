@@ -4,12 +4,11 @@ import { OnnxModel } from "../engine/onnx/model";
 import { loadModelData } from "../engine/calib/model-data";
 import { calibrateToFile } from "../engine/calib/stats-file";
 import { outlierChannels } from "../engine/analysis/outliers";
-import { UsageError } from "../engine/errors";
 import { bytes, progress, progressDone } from "./format";
 import { withInterrupt } from "./interrupt";
 import { checkOutput, externalFiles } from "./outputs";
 import { assertFiniteWeights, indexLinears, requireLinears } from "../engine/onnx/linear";
-import { parseCount, parseSize } from "./options";
+import { parseCount, parseEp, parseSize } from "./options";
 
 interface CalibrateFlags {
   data: string;
@@ -42,7 +41,7 @@ export function registerCalibrate(program: Command): void {
     .option("--json", "print one JSON object on stdout")
     .option("--force", "replace the stats file if it exists")
     .action(async (modelPath: string, flags: CalibrateFlags) => {
-      if (!["auto", "cpu", "cuda"].includes(flags.ep)) throw new UsageError(`--ep must be auto, cpu or cuda, not '${flags.ep}'`);
+      const ep = parseEp(flags.ep);
       const model = await OnnxModel.load(modelPath);
       try {
         checkOutput(flags.output, { force: flags.force, inputs: [modelPath, flags.data, ...externalFiles(model)] });
@@ -59,7 +58,7 @@ export function registerCalibrate(program: Command): void {
             batchSize: parseCount("--batch-size", flags.batchSize),
             maxMemory: parseSize("--max-memory", flags.maxMemory),
             threads: parseCount("--threads", flags.threads),
-            executionProvider: flags.ep as "auto" | "cpu" | "cuda",
+            executionProvider: ep,
             hessian: flags.hessian,
             signal,
             onProgress: (p) =>

@@ -3,10 +3,9 @@ import type { Command } from "commander";
 import { OnnxModel } from "../engine/onnx/model";
 import { loadModelData } from "../engine/calib/model-data";
 import { evaluate } from "../engine/eval/eval";
-import { UsageError } from "../engine/errors";
 import { progress, progressDone } from "./format";
 import { withInterrupt } from "./interrupt";
-import { parseCount } from "./options";
+import { parseCount, parseEp } from "./options";
 
 interface EvalFlags {
   eval: string;
@@ -30,7 +29,7 @@ export function registerEval(program: Command): void {
     .option("--per-layer", "also report each linear layer's output SQNR (fp vs quantized, same tokens)")
     .option("--json", "print one JSON object on stdout")
     .action(async (fpPath: string, quantPath: string, flags: EvalFlags) => {
-      if (!["auto", "cpu", "cuda"].includes(flags.ep)) throw new UsageError(`--ep must be auto, cpu or cuda, not '${flags.ep}'`);
+      const ep = parseEp(flags.ep);
       const fp = await OnnxModel.load(fpPath);
       const same = path.resolve(fpPath) === path.resolve(quantPath);
       const quant = same ? null : await OnnxModel.load(quantPath);
@@ -39,7 +38,7 @@ export function registerEval(program: Command): void {
         for (const note of data.notes) process.stderr.write(`quantlens: note: ${note}\n`);
         const r = await withInterrupt((signal) =>
           evaluate(fp, quant, data, {
-            executionProvider: flags.ep as "auto" | "cpu" | "cuda",
+            executionProvider: ep,
             threads: parseCount("--threads", flags.threads),
             signal,
             perLayer: flags.perLayer ?? false,

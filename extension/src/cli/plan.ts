@@ -11,11 +11,11 @@ import { UsageError } from "../engine/errors";
 import { num, progress, progressDone, table } from "./format";
 import { withInterrupt } from "./interrupt";
 import { checkOutput, externalFiles } from "./outputs";
-import { parseCount, parseSize } from "./options";
-import { parseEp, parseSettings } from "./analyze";
+import { addRunOptions, parseCount, parseRunFlags, type RunFlags } from "./options";
+import { parseSettings } from "./analyze";
 import { VERSION } from "./version";
 
-interface PlanFlags {
+interface PlanFlags extends RunFlags {
   data: string;
   budget: string;
   output?: string;
@@ -23,19 +23,13 @@ interface PlanFlags {
   report?: string;
   measure?: boolean;
   reference: string;
-  samples?: string;
-  seqLen?: string;
   evalSamples?: string;
-  percdamp: string;
-  threads?: string;
-  maxMemory?: string;
-  ep: string;
   force?: boolean;
   json?: boolean;
 }
 
 export function registerPlan(program: Command): void {
-  program
+  const cmd = program
     .command("plan")
     .description("Choose per-layer bits (2/3/4/8), group size and method (rtn/gptq) under an average bits-per-weight budget")
     .argument("<model>", "path to a .onnx file (never modified)")
@@ -46,26 +40,19 @@ export function registerPlan(program: Command): void {
     .option("--report <file>", "also write a report JSON with the plan and its Pareto curve")
     .option("--measure", "measure the plan's mean KL and that of uniform settings of about the same size")
     .option("--reference <m:bits:group>", "setting(s) at which each layer's sensitivity is measured, comma-separated", "rtn:3:0")
-    .option("--samples <n>", "calibration documents to use", "128")
-    .option("--seq-len <l>", "truncate calibration documents to L tokens")
     .option("--eval-samples <n>", "sequences for the sensitivity measurement", "32")
-    .option("--percdamp <x>", "GPTQ damping as a fraction of mean(diag H)", "0.01")
-    .option("--threads <n>", "onnxruntime intra-op threads")
-    .option("--max-memory <size>", "memory budget for calibration statistics")
-    .option("--ep <provider>", "execution provider: auto, cpu or cuda", "auto")
     .option("--force", "replace the outputs if they exist")
-    .option("--json", "print one JSON object on stdout")
+    .option("--json", "print one JSON object on stdout");
+  addRunOptions(cmd)
     .action(async (modelPath: string, f: PlanFlags) => {
       const budget = Number(f.budget);
       if (!/^\d+(\.\d+)?$/.test(f.budget.trim()) || !(budget > 0)) throw new UsageError(`--budget must be a positive number of bits per weight, not '${f.budget}'`);
-      const ep = parseEp(f.ep);
+      const opts = parseRunFlags(f);
       const reference = f.reference.split(",").flatMap((r) => {
         const [m, b, g] = r.split(":");
         if (!m || !b || g === undefined) throw new UsageError(`--reference must look like rtn:3:0 (method:bits:group), not '${r}'`);
         return parseSettings(m, b, g);
       });
-      const percdamp = Number(f.percdamp);
-      if (!(percdamp > 0 && percdamp < 1)) throw new UsageError(`--percdamp must be in (0, 1), not '${f.percdamp}'`);
       const model = await OnnxModel.load(modelPath);
       try {
         const inputs = [modelPath, f.data, f.eval, ...externalFiles(model)];
@@ -73,7 +60,7 @@ export function registerPlan(program: Command): void {
         if (f.report) checkOutput(f.report, { force: f.force, inputs });
         const index = indexLinears(model);
         requireLinears(model, index);
-        const data = loadModelData(model, f.data, { samples: parseCount("--samples", f.samples), seqLen: parseCount("--seq-len", f.seqLen) });
+        const data = loadModelData(model, f.data, opts.data);
         const evalData = f.eval ? loadModelData(model, f.eval, { samples: parseCount("--eval-samples", f.evalSamples), forEval: true }) : { ...data, sequences: data.sequences.slice(0, parseCount("--eval-samples", f.evalSamples) ?? 32) };
         for (const note of [...data.notes, ...(f.eval ? evalData.notes : [])]) process.stderr.write(`quantlens: note: ${note}\n`);
         const t0 = performance.now();
@@ -83,9 +70,9 @@ export function registerPlan(program: Command): void {
             evalData,
             budgets: [budget],
             reference,
-            percdamp,
+            percdamp: opts.percdamp,
             measure: !!f.measure,
-            calib: { threads: parseCount("--threads", f.threads), maxMemory: parseSize("--max-memory", f.maxMemory), executionProvider: ep },
+            calib: opts.calib,
             signal,
             onProgress: (m) => progress(`plan: ${m}`),
           }),

@@ -6,28 +6,22 @@ import { runSensitivity } from "../engine/analysis/sensitivity";
 import { UsageError } from "../engine/errors";
 import { num, progress, progressDone, table } from "./format";
 import { withInterrupt } from "./interrupt";
-import { parseCount, parseSize } from "./options";
-import { parseEp, parseSettings } from "./analyze";
+import { addRunOptions, parseCount, parseRunFlags, type RunFlags } from "./options";
+import { parseSettings } from "./analyze";
 
-interface SensitivityFlags {
+interface SensitivityFlags extends RunFlags {
   data: string;
   eval: string;
   by: string;
   method: string;
   bits: string;
   group: string;
-  samples?: string;
-  seqLen?: string;
   evalSamples?: string;
-  percdamp: string;
-  threads?: string;
-  maxMemory?: string;
-  ep: string;
   json?: boolean;
 }
 
 export function registerSensitivity(program: Command): void {
-  program
+  const cmd = program
     .command("sensitivity")
     .description("Quantize one role (all blocks) or one layer at a time and measure KL to fp and top-1 agreement on held-out tokens")
     .argument("<model>", "path to a .onnx file (never modified)")
@@ -37,24 +31,17 @@ export function registerSensitivity(program: Command): void {
     .option("--method <m>", "rtn, gptq or both (comma-separated)", "rtn,gptq")
     .option("--bits <n>", "bit widths, comma-separated (2, 3, 4, 8)", "3,4")
     .option("--group <n>", "inputs per scale (0 = per channel; groups ≥ a layer's inputs are per channel)", "128")
-    .option("--samples <n>", "calibration documents to use", "128")
-    .option("--seq-len <l>", "truncate calibration documents to L tokens")
     .option("--eval-samples <n>", "held-out sequences to evaluate on", "64")
-    .option("--percdamp <x>", "GPTQ damping as a fraction of mean(diag H)", "0.01")
-    .option("--threads <n>", "onnxruntime intra-op threads")
-    .option("--max-memory <size>", "memory budget for calibration statistics")
-    .option("--ep <provider>", "execution provider: auto, cpu or cuda", "auto")
-    .option("--json", "print one JSON object on stdout")
+    .option("--json", "print one JSON object on stdout");
+  addRunOptions(cmd)
     .action(async (modelPath: string, f: SensitivityFlags) => {
       if (f.by !== "role" && f.by !== "layer") throw new UsageError(`--by must be role or layer, not '${f.by}'`);
-      const ep = parseEp(f.ep);
+      const opts = parseRunFlags(f);
       const settings = parseSettings(f.method, f.bits, f.group);
-      const percdamp = Number(f.percdamp);
-      if (!(percdamp > 0 && percdamp < 1)) throw new UsageError(`--percdamp must be in (0, 1), not '${f.percdamp}'`);
       const model = await OnnxModel.load(modelPath);
       try {
         requireLinears(model, indexLinears(model));
-        const data = loadModelData(model, f.data, { samples: parseCount("--samples", f.samples), seqLen: parseCount("--seq-len", f.seqLen) });
+        const data = loadModelData(model, f.data, opts.data);
         const evalData = loadModelData(model, f.eval, { samples: parseCount("--eval-samples", f.evalSamples), forEval: true });
         for (const note of [...data.notes, ...evalData.notes]) process.stderr.write(`quantlens: note: ${note}\n`);
         const t0 = performance.now();
@@ -64,8 +51,8 @@ export function registerSensitivity(program: Command): void {
             evalData,
             by: f.by as "role" | "layer",
             settings,
-            percdamp,
-            calib: { threads: parseCount("--threads", f.threads), maxMemory: parseSize("--max-memory", f.maxMemory), executionProvider: ep },
+            percdamp: opts.percdamp,
+            calib: opts.calib,
             signal,
             onProgress: (m) => progress(`sensitivity: ${m}`),
           }),

@@ -174,12 +174,7 @@ export function quantizeSummary(r: Pick<QuantizeJobResult, "output" | "layers" |
   const parts = [`QuantLens: wrote ${path.basename(r.output)} — ${r.layers} layers ${describeRecipe(recipe)} in ${r.seconds.toFixed(1)} s`];
   // Against RTN only where the method is not RTN itself (100% says nothing).
   if (recipe.config.method !== "rtn" && r.proxyLoss !== null && r.proxyLossRtn) parts.push(`proxy loss ${((100 * r.proxyLoss) / r.proxyLossRtn).toFixed(0)}% of RTN's`);
-  const tooWide = r.keptLayers.filter((k) => /^group \d+ is larger than/.test(k.reason));
-  if (tooWide.length) {
-    const narrowest = Math.min(...tooWide.map((k) => Number(/its (\d+) inputs/.exec(k.reason)?.[1] ?? recipe.config.group)));
-    parts.push(`${tooWide.length} layers kept in float: the group (${recipe.config.group}) is wider than their ${narrowest} inputs — set quantlens.group to ${2 ** Math.floor(Math.log2(narrowest))} or less to quantize them`);
-  }
-  if (r.kept > tooWide.length) parts.push(`${r.kept - tooWide.length} kept in float (see the report)`);
+  if (r.kept > 0) parts.push(`${r.kept} kept in float (see the report)`);
   parts.push(...r.notes);
   return parts.join("; ");
 }
