@@ -3,6 +3,7 @@
 // the test payload (extensionDevelopmentPath = this checkout, extensionTestsPath = the bundled
 // suite), the exit code from `codeAutomationExit`, the cases' results from a JSON file.
 // Never throws: infrastructure failures come back in `error`. Always tears everything down.
+import { beforeAll, describe, expect, test } from "vitest";
 import fs from "node:fs";
 import path from "node:path";
 import { launchBrowser, prepareDemoWorkspace, remoteAuthority, ROOT, startCodeServer, workbenchUrl, type CodeServer } from "../../scripts/vscode-env.mjs";
@@ -96,4 +97,32 @@ export async function runHostSuite(o: { suite: "trusted" | "restricted"; trust: 
     error = `the suite wrote no results (exit code ${exitCode}); host log:\n${logLines.slice(-60).join("\n")}`;
   }
   return { suite: o.suite, exitCode, results, error, seconds: (Date.now() - t0) / 1000, outDir, log: logLines.join("\n") };
+}
+
+/**
+ * One vitest case per in-host case: runs `options.suite` once in code-server (beforeAll), then
+ * checks that the host ran exactly `expected` (in order) and that each passed.
+ */
+export function defineHostSuite(title: string, expected: string[], options: Parameters<typeof runHostSuite>[0]): void {
+  describe(title, () => {
+    let run: HostRun;
+    beforeAll(async () => {
+      run = await runHostSuite(options);
+      process.stderr.write(`[integration] ${options.suite} suite: ${run.seconds.toFixed(1)} s, exit ${run.exitCode}; logs in ${run.outDir}\n`);
+    }, options.timeoutMs + 60_000);
+
+    test("code-server ran the suite and the host exited", () => {
+      expect(run.error, run.log.slice(-4000)).toBeNull();
+      expect(run.results.map((r) => r.name)).toEqual(expected);
+      expect(run.exitCode).toBe(run.results.every((r) => r.ok) ? 0 : 1);
+    });
+
+    for (const name of expected) {
+      test(name, () => {
+        const r = run.results.find((x) => x.name === name);
+        expect(r, `the case did not run (${run.error ?? "no error"})`).toBeDefined();
+        expect(r!.ok, r!.error).toBe(true);
+      });
+    }
+  });
 }
