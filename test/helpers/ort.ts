@@ -1,6 +1,9 @@
 import fs from "node:fs";
 import path from "node:path";
 import * as ort from "onnxruntime-node";
+import { create, toBinary } from "@bufbuild/protobuf";
+import type { OnnxModel } from "../../extension/src/engine/onnx/model";
+import { ModelProtoSchema, ValueInfoProtoSchema } from "../../extension/src/engine/onnx/proto/onnx_pb";
 import { STORIES } from "./paths";
 
 export interface RefCase {
@@ -47,4 +50,21 @@ export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
   return m;
+}
+
+/**
+ * Independent activations: a plain onnxruntime run per sequence (optimizations off) with
+ * `tensors` added as graph outputs; per tensor, one array per sequence.
+ */
+export async function rawActivations(model: OnnxModel, tensors: string[], sequences: number[][]): Promise<Map<string, Float32Array[]>> {
+  const proto = structuredClone(model.proto);
+  for (const t of tensors) proto.graph!.output.push(create(ValueInfoProtoSchema, { name: t }));
+  const session = await ort.InferenceSession.create(toBinary(ModelProtoSchema, proto), { graphOptimizationLevel: "disabled" });
+  const out = new Map<string, Float32Array[]>(tensors.map((t) => [t, []]));
+  for (const s of sequences) {
+    const r = await session.run({ input_ids: new ort.Tensor("int64", BigInt64Array.from(s.map(BigInt)), [1, s.length]) }, tensors);
+    for (const t of tensors) out.get(t)!.push(Float32Array.from(r[t].data as Float32Array));
+  }
+  await session.release();
+  return out;
 }

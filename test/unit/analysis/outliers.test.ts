@@ -1,9 +1,6 @@
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { create, toBinary } from "@bufbuild/protobuf";
-import * as ort from "onnxruntime-node";
 import { OnnxModel } from "../../../extension/src/engine/onnx/model";
-import { ModelProtoSchema, ValueInfoProtoSchema } from "../../../extension/src/engine/onnx/proto/onnx_pb";
 import { calibrate } from "../../../extension/src/engine/calib/runner";
 import type { TokenData } from "../../../extension/src/engine/calib/data";
 import { activationRows, heatmapOf, outlierChannels, outlierThreshold, persistentOutliers } from "../../../extension/src/engine/analysis/outliers";
@@ -11,6 +8,7 @@ import { countOutlierTokens, tokenHeatmap } from "../../../extension/src/engine/
 import { decodeF32 } from "../../../extension/src/engine/report/schema";
 import { buildLlama, saveFixture, type ActivationOutlier } from "../../fixtures/generator";
 import { tempDir } from "../../helpers/paths";
+import { rawActivations } from "../../helpers/ort";
 
 /**
  * A generated 4-block Llama with function-preserving activation outliers injected into known
@@ -120,16 +118,3 @@ describe("activation outliers on a generated model with injected outlier channel
   });
 });
 
-/** Activations from a plain onnxruntime session (optimizations off) with the tensors as outputs. */
-async function rawActivations(m: OnnxModel, tensors: string[], sequences: number[][]): Promise<Map<string, Float32Array[]>> {
-  const proto = structuredClone(m.proto);
-  for (const t of tensors) proto.graph!.output.push(create(ValueInfoProtoSchema, { name: t }));
-  const session = await ort.InferenceSession.create(toBinary(ModelProtoSchema, proto), { graphOptimizationLevel: "disabled" });
-  const out = new Map<string, Float32Array[]>(tensors.map((t) => [t, []]));
-  for (const s of sequences) {
-    const r = await session.run({ input_ids: new ort.Tensor("int64", BigInt64Array.from(s.map(BigInt)), [1, s.length]) }, tensors);
-    for (const t of tensors) out.get(t)!.push(Float32Array.from(r[t].data as Float32Array));
-  }
-  await session.release();
-  return out;
-}

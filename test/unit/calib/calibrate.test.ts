@@ -1,33 +1,18 @@
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { create, toBinary } from "@bufbuild/protobuf";
-import * as ort from "onnxruntime-node";
 import { OnnxModel } from "../../../extension/src/engine/onnx/model";
-import { ModelProtoSchema, ValueInfoProtoSchema } from "../../../extension/src/engine/onnx/proto/onnx_pb";
 import { loadModelData } from "../../../extension/src/engine/calib/model-data";
 import { calibrate, type CalibrationResult } from "../../../extension/src/engine/calib/runner";
 import { calibrateToFile, readStatsFile } from "../../../extension/src/engine/calib/stats-file";
 import { outlierChannels } from "../../../extension/src/engine/analysis/outliers";
 import { buildLlama, saveFixture } from "../../fixtures/generator";
 import { listDir, STORIES, STORIES_MODEL, tempDir } from "../../helpers/paths";
+import { rawActivations } from "../../helpers/ort";
 
 const CALIB = path.join(STORIES, "calib.jsonl");
 const SAMPLES = 12;
 
-/** Independent activations: a plain onnxruntime run per sequence with the taps as extra outputs. */
-async function rawActivations(model: OnnxModel, tensors: string[], sequences: number[][]): Promise<Map<string, Float32Array[]>> {
-  const proto = structuredClone(model.proto);
-  for (const t of tensors) proto.graph!.output.push(create(ValueInfoProtoSchema, { name: t }));
-  const session = await ort.InferenceSession.create(toBinary(ModelProtoSchema, proto), { graphOptimizationLevel: "disabled" });
-  const out = new Map<string, Float32Array[]>(tensors.map((t) => [t, []]));
-  for (const s of sequences) {
-    const r = await session.run({ input_ids: new ort.Tensor("int64", BigInt64Array.from(s.map(BigInt)), [1, s.length]) }, tensors);
-    for (const t of tensors) out.get(t)!.push(Float32Array.from(r[t].data as Float32Array));
-  }
-  await session.release();
-  return out;
-}
 
 function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let num = 0;
