@@ -11,23 +11,7 @@ import { transpose } from "../quant/layer-weights";
  * processing W ← U W Vᵀ, H ← V H Vᵀ with random orthogonal U, V lowers them; the rotated
  * eigenvectors are V Q, so μ_H after rotation needs no second eigendecomposition.
  */
-export function muW(w: Float32Array, rows: number, cols: number): number {
-  let max = 0;
-  let ss = 0;
-  for (let i = 0; i < w.length; i++) {
-    const a = Math.abs(w[i]);
-    if (a > max) max = a;
-    ss += a * a;
-  }
-  return ss > 0 ? (max * Math.sqrt(rows * cols)) / Math.sqrt(ss) : 0;
-}
-
-/** μ_H from the eigenvectors Q [n × n] (any layout: the max over all entries). */
-export function muH(vectors: Float64Array | Float32Array, n: number): number {
-  let max = 0;
-  for (let i = 0; i < vectors.length; i++) max = Math.max(max, Math.abs(vectors[i]));
-  return max * Math.sqrt(n);
-}
+export { weightIncoherence as muW, eigenvectorIncoherence as muH } from "../quant/quip";
 
 /** The orthogonal pair QuIP applies to one layer: W ← U W Vᵀ (U: [out × out], V: [in × in]). */
 export interface QuipRotation {

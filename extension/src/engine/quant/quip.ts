@@ -216,8 +216,13 @@ export function weightIncoherence(w: Float32Array, rows: number, cols: number): 
 /** μ_H = max|Q_ij|·√n over the unit eigenvectors Q of H. */
 export async function hessianIncoherence(h: Float64Array | Float32Array, n: number, signal?: AbortSignal): Promise<number> {
   const e = await symmetricEigen(h, n, { vectors: true, signal });
+  return eigenvectorIncoherence(e.vectors!, n);
+}
+
+/** μ_H from H's eigenvectors Q [n × n] (any layout: the max over all entries). */
+export function eigenvectorIncoherence(vectors: Float64Array | Float32Array, n: number): number {
   let max = 0;
-  for (const x of e.vectors!) max = Math.max(max, Math.abs(x));
+  for (let i = 0; i < vectors.length; i++) max = Math.max(max, Math.abs(vectors[i]));
   return max * Math.sqrt(n);
 }
 
