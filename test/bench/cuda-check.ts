@@ -18,6 +18,7 @@ import path from "node:path";
 import { native } from "../../extension/src/engine/kernels/index";
 import { hessianUpdate } from "../../extension/src/engine/kernels/linalg";
 import { gptqQuantize } from "../../extension/src/engine/kernels/gptq";
+import { Xoshiro128 } from "../fixtures/generator/random";
 
 interface LayerRun {
   name: string;
@@ -32,18 +33,10 @@ interface LayerRun {
   codesFile: string;
 }
 
-/** xorshift32 + Box–Muller: the same data on every machine. */
-function rng(seed: number) {
-  let s = seed >>> 0 || 1;
-  const u = () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return (s + 0.5) / 4294967296;
-  };
-  return () => Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
+/** N(0, 1) from the fixtures' seeded generator: the same data on every machine. */
+function rng(seed: number): () => number {
+  const r = new Xoshiro128(seed);
+  return () => r.normal();
 }
 
 async function runAll(out: string, quick: boolean) {

@@ -1,10 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { bestWithin, itemsFromSection, makeChoice, paretoFrontier, planForBudget, planSettings, type PlanItem } from "../../../extension/src/engine/analysis/bit-plan";
 import { bitsPerWeight } from "../../../extension/src/engine/analysis/fake-quant";
+import { Xoshiro128 } from "../../fixtures/generator/random";
 
+/** Uniform [0, 1) from the fixtures' seeded generator. */
 function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  const r = new Xoshiro128(seed);
+  return () => r.nextUint32() / 2 ** 32;
 }
 
 /** Random small instance: layers with random sizes, choices with random (cost, error) trade-offs. */

@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Xoshiro128 } from "../../fixtures/generator/random";
 import { OnnxModel } from "../../../extension/src/engine/onnx/model";
 import { indexLinears } from "../../../extension/src/engine/onnx/linear";
 import { saveModel } from "../../../extension/src/engine/onnx/save";
@@ -43,18 +44,10 @@ import { STORIES, STORIES_MODEL, tempDir } from "../../helpers/paths";
 
 // ---- a generated layer set: one input X with activation outlier channels ------------------------
 
-/** Deterministic N(0,1)-ish numbers (xorshift + Box–Muller). */
+/** Deterministic N(0, 1) numbers (the fixtures' seeded generator). */
 function gaussian(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  const u = () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return (s + 0.5) / 4294967296;
-  };
-  return () => Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
+  const r = new Xoshiro128(seed);
+  return () => r.normal();
 }
 
 const C = 64;

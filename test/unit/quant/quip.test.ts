@@ -36,16 +36,13 @@ import { transformSubgraph } from "../../../extension/src/engine/export/rotation
 import { GraphProtoSchema, ModelProtoSchema, TensorProto_DataType as DT } from "../../../extension/src/engine/onnx/proto/onnx_pb";
 import { tensorValue } from "../../fixtures/generator";
 import { loadRefCases, maxAbsDiff, runLogits } from "../../helpers/ort";
+import { Xoshiro128 } from "../../fixtures/generator/random";
 import { STORIES, STORIES_MODEL, tempDir } from "../../helpers/paths";
 
-/** Deterministic Gaussian stream (Box–Muller over an LCG). */
+/** Deterministic Gaussian stream (the fixtures' seeded generator). */
 function rng(seed: number) {
-  let s = seed >>> 0 || 1;
-  const u = () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return (s + 0.5) / 4294967296;
-  };
-  return () => Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
+  const r = new Xoshiro128(seed);
+  return () => r.normal();
 }
 
 /** A layer with heavy weight outliers and outlier input channels (what incoherence processing is for). */
