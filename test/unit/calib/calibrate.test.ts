@@ -4,6 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OnnxModel } from "../../../extension/src/engine/onnx/model";
 import { loadModelData } from "../../../extension/src/engine/calib/model-data";
 import { calibrate, type CalibrationResult } from "../../../extension/src/engine/calib/runner";
+import { planStages } from "../../../extension/src/engine/calib/staged";
+import { indexLinears } from "../../../extension/src/engine/onnx/linear";
 import { calibrateToFile, readStatsFile } from "../../../extension/src/engine/calib/stats-file";
 import { outlierChannels } from "../../../extension/src/engine/analysis/outliers";
 import { buildLlama, saveFixture } from "../../fixtures/generator";
@@ -112,17 +114,40 @@ describe("calibration on stories260K", () => {
     }
   });
 
+  it("block by block: one stage per block plus the head, the same activations as whole-model passes", async () => {
+    const data = loadModelData(model, CALIB, { samples: 4 });
+    const plan = planStages(model, indexLinears(model))!;
+    expect(plan.stages.map((s) => s.block)).toEqual([0, 1, 2, 3, 4, null]);
+    // Between blocks only the residual stream (the last Add and down_proj's output) and the shared
+    // rotary/mask tensors cross a cut; constants do not.
+    for (const s of plan.stages.slice(1, 5)) {
+      expect(s.inputs.sort()).toEqual([`/model/layers.${s.index - 1}/Add_output_0`, `/model/layers.${s.index - 1}/mlp/down_proj/MatMul_output_0`, "/model/mask/LessOrEqual_output_0", "/model/rotary_emb/Cos_output_0", "/model/rotary_emb/Sin_output_0"]);
+    }
+    const staged = await calibrate(model, data, { batchSize: 2 });
+    const whole = await calibrate(model, data, { batchSize: 2, staged: false });
+    expect(staged.passes).toBe(6);
+    expect(whole.passes).toBe(1);
+    expect(staged.taps.map((t) => t.tap.tensor)).toEqual(whole.taps.map((t) => t.tap.tensor));
+    for (let i = 0; i < whole.taps.length; i++) {
+      // Constants are made again in each stage, so onnxruntime folds and fuses as in the whole
+      // model: bit-identical activations.
+      expect(staged.taps[i].stats.absmax).toEqual(whole.taps[i].stats.absmax);
+      expect(staged.taps[i].hessian).toEqual(whole.taps[i].hessian);
+    }
+  });
+
   it("gives the same numbers when the memory budget forces one pass per tap", async () => {
     const data = loadModelData(model, CALIB, { samples: 4 });
-    const one = await calibrate(model, data, { batchSize: 2 });
-    const many = await calibrate(model, data, { batchSize: 2, maxMemory: model.weightBytes * 2 + 1_500_000 });
+    const one = await calibrate(model, data, { batchSize: 2, staged: false });
+    const many = await calibrate(model, data, { batchSize: 2, staged: false, maxMemory: model.weightBytes * 2 + 1_500_000 });
     expect(many.passes).toBeGreaterThan(1);
     expect(many.taps.map((t) => t.tap.tensor)).toEqual(one.taps.map((t) => t.tap.tensor));
     for (let i = 0; i < one.taps.length; i++) {
       expect(many.taps[i].stats.absmax).toEqual(one.taps[i].stats.absmax);
       expect(many.taps[i].hessian).toEqual(one.taps[i].hessian);
     }
-    await expect(calibrate(model, data, { maxMemory: model.weightBytes * 2 + 1000 })).rejects.toThrow(/--max-memory .* is too small/);
+    await expect(calibrate(model, data, { staged: false, maxMemory: model.weightBytes * 2 + 1000 })).rejects.toThrow(/--max-memory .* is too small/);
+    await expect(calibrate(model, data, { maxMemory: 1000 })).rejects.toThrow(/--max-memory .* is too small/);
   });
 
   it("sequential mode: replaced weights change what comes after them, not before", async () => {

@@ -8,6 +8,7 @@ import { HessianAccumulator } from "./hessian";
 import { equalLengthBatches, type TokenData } from "./data";
 import { createSession, ort, type ExecutionProvider } from "./session";
 import { defaultMaxMemory, planPasses, planTaps, tapBytes, tappedProto, type Tap } from "./taps";
+import { planStages, StagedForward, type StagePlan } from "./staged";
 
 export interface CalibrationOptions {
   /** Rows per onnxruntime run (sequences of equal length are batched). Default 8. */
@@ -29,6 +30,11 @@ export interface CalibrationOptions {
    * Hessians are not kept in the returned result, so memory stays bounded across passes.
    */
   sink?: (r: TapResult) => void | Promise<void>;
+  /**
+   * Block by block (calib/staged.ts, the default when the model has two or more blocks): one
+   * block's weights in onnxruntime at a time. `false`: whole-model passes.
+   */
+  staged?: boolean;
 }
 
 export interface TapResult {
@@ -59,59 +65,34 @@ export async function calibrate(model: OnnxModel, data: TokenData, opts: Calibra
   const t0 = performance.now();
   const taps = selectTaps(model, opts.tensors);
   const batchSize = opts.batchSize ?? 8;
-  const maxLen = Math.max(...data.sequences.map((s) => s.length));
-  const hessian = opts.hessian ?? true;
-  const passes = planPasses(taps, opts.maxMemory ?? defaultMaxMemory(), model.weightBytes * 2, (t) =>
-    tapBytes(t.channels, batchSize * maxLen, hessian, data.tokens),
-  );
   const batches = equalLengthBatches(data.sequences, batchSize);
-  const sampleOf = sampleIndexer(data.sequences);
-  const notes = [...data.notes];
-  const results: TapResult[] = [];
-  let provider: "cpu" | "cuda" = "cpu";
-  const initializerNames = new Set(model.graph.initializer.map((t) => t.name));
-  const totalTokens = data.tokens * passes.length;
-  let done = 0;
-  for (const [p, passTaps] of passes.entries()) {
-    const proto = tappedProto(model.proto, passTaps.map((t) => t.tensor), opts.weightOverrides);
-    const runner = await createSession(model, proto, { executionProvider: opts.executionProvider, threads: opts.threads });
-    provider = runner.provider;
-    if (runner.note && !notes.includes(runner.note)) notes.push(runner.note);
-    const acc = passTaps.map((tap) => ({
-      tap,
-      stats: new ChannelStats(tap.channels),
-      hessian: hessian ? new HessianAccumulator(tap.channels, tap.tensor) : null,
-    }));
-    try {
-      for (const batch of batches) {
-        if (opts.signal?.aborted) throw new CancelledError("calibration");
-        const feeds = buildFeeds(model.graph.input, initializerNames, batch);
-        const out = await runner.session.run(feeds, passTaps.map((t) => t.tensor));
-        const seqLen = batch[0].length;
-        const source = { samples: batch.map((s) => sampleOf(s)), seqLen, tokens: batch };
-        for (const a of acc) {
-          const x = asFloat32(out[a.tap.tensor], a.tap);
-          const rows = x.length / a.tap.channels;
-          await a.stats.update(x, rows, source, opts.signal);
-          if (a.hessian) await a.hessian.add(x, rows, opts.signal);
+  const ctx = new PassContext(model, data, batches, opts);
+  const plan = opts.staged === false ? null : stagePlanFor(model, data, taps, opts);
+  if (plan) {
+    await calibrateStaged(ctx, plan, taps);
+  } else {
+    const passes = ctx.planRuns(taps, model.weightBytes * 2);
+    ctx.totalTokens = data.tokens * passes.length;
+    ctx.totalPasses = passes.length;
+    const initializerNames = new Set(model.graph.initializer.map((t) => t.name));
+    for (const passTaps of passes) {
+      const proto = tappedProto(model.proto, passTaps.map((t) => t.tensor), opts.weightOverrides);
+      const runner = await createSession(model, proto, { executionProvider: opts.executionProvider, threads: opts.threads });
+      ctx.noteProvider(runner.provider, runner.note);
+      const acc = ctx.accumulators(passTaps);
+      try {
+        for (const batch of batches) {
+          if (opts.signal?.aborted) throw new CancelledError("calibration");
+          const feeds = buildFeeds(model.graph.input, initializerNames, batch);
+          const out = await runner.session.run(feeds, passTaps.map((t) => t.tensor));
+          await ctx.addBatch(acc, batch, (t) => out[t]);
         }
-        done += batch.length * seqLen;
-        opts.onProgress?.({ pass: p, passes: passes.length, tokens: done, totalTokens });
+      } catch (e) {
+        throw asCalibrationCancel(e);
+      } finally {
+        await runner.release();
       }
-    } catch (e) {
-      // A kernel interrupted mid-batch names itself; the user cancelled the calibration.
-      if (e instanceof CancelledError) throw new CancelledError("calibration");
-      throw e;
-    } finally {
-      await runner.release();
-    }
-    for (const a of acc) {
-      const r: TapResult = { tap: a.tap, stats: a.stats, hessian: a.hessian ? a.hessian.finish() : null };
-      if (opts.sink) {
-        await opts.sink(r);
-        r.hessian = null;
-      }
-      results.push(r);
+      await ctx.finishPass(acc);
     }
   }
   return {
@@ -120,10 +101,226 @@ export async function calibrate(model: OnnxModel, data: TokenData, opts: Calibra
     tokens: data.tokens,
     sequences: data.sequences.length,
     seconds: (performance.now() - t0) / 1000,
-    passes: passes.length,
-    provider,
-    notes,
-    taps: results,
+    passes: ctx.pass,
+    provider: ctx.provider,
+    notes: ctx.notes,
+    taps: ctx.results,
+  };
+}
+
+/** A kernel interrupted mid-batch names itself; the user cancelled the calibration. */
+function asCalibrationCancel(e: unknown): unknown {
+  return e instanceof CancelledError ? new CancelledError("calibration") : e;
+}
+
+interface Accumulator {
+  tap: Tap;
+  stats: ChannelStats;
+  hessian: HessianAccumulator | null;
+}
+
+/** What the passes of one calibration share: options, progress, results, notes. */
+class PassContext {
+  readonly hessian: boolean;
+  readonly budget: number;
+  readonly maxLen: number;
+  readonly notes: string[];
+  readonly results: TapResult[] = [];
+  provider: "cpu" | "cuda" = "cpu";
+  pass = 0;
+  totalTokens = 0;
+  totalPasses = 0;
+  private done = 0;
+  private readonly sampleOf: (s: number[]) => number;
+
+  constructor(
+    readonly model: OnnxModel,
+    readonly data: TokenData,
+    readonly batches: number[][][],
+    readonly opts: CalibrationOptions,
+  ) {
+    this.hessian = opts.hessian ?? true;
+    this.budget = opts.maxMemory ?? defaultMaxMemory();
+    this.maxLen = Math.max(...data.sequences.map((s) => s.length));
+    this.notes = [...data.notes];
+    this.sampleOf = sampleIndexer(data.sequences);
+  }
+
+  /** Split `taps` into runs whose accumulators fit the budget besides `fixedBytes`. */
+  planRuns(taps: Tap[], fixedBytes: number): Tap[][] {
+    const batchSize = this.opts.batchSize ?? 8;
+    return planPasses(taps, this.budget, fixedBytes, (t) => tapBytes(t.channels, batchSize * this.maxLen, this.hessian, this.data.tokens));
+  }
+
+  noteProvider(provider: "cpu" | "cuda", note?: string): void {
+    this.provider = provider;
+    if (note && !this.notes.includes(note)) this.notes.push(note);
+  }
+
+  accumulators(taps: Tap[]): Accumulator[] {
+    return taps.map((tap) => ({
+      tap,
+      stats: new ChannelStats(tap.channels),
+      hessian: this.hessian ? new HessianAccumulator(tap.channels, tap.tensor) : null,
+    }));
+  }
+
+  async addBatch(acc: Accumulator[], batch: number[][], tensor: (name: string) => OrtTensor | undefined): Promise<void> {
+    const seqLen = batch[0].length;
+    const source = { samples: batch.map((s) => this.sampleOf(s)), seqLen, tokens: batch };
+    for (const a of acc) {
+      const x = asFloat32(tensor(a.tap.tensor), a.tap);
+      const rows = x.length / a.tap.channels;
+      await a.stats.update(x, rows, source, this.opts.signal);
+      if (a.hessian) await a.hessian.add(x, rows, this.opts.signal);
+    }
+    this.done += batch.length * seqLen;
+    this.opts.onProgress?.({ pass: this.pass, passes: this.totalPasses, tokens: this.done, totalTokens: this.totalTokens });
+  }
+
+  /** Hand a finished run's taps to the sink (which may drop their Hessians) and keep them. */
+  async finishPass(acc: Accumulator[]): Promise<TapResult[]> {
+    this.pass++;
+    const out: TapResult[] = [];
+    for (const a of acc) {
+      const r: TapResult = { tap: a.tap, stats: a.stats, hessian: a.hessian ? a.hessian.finish() : null };
+      if (this.opts.sink) {
+        await this.opts.sink(r);
+        r.hessian = null;
+      }
+      this.results.push(r);
+      out.push(r);
+    }
+    return out;
+  }
+}
+
+/**
+ * The model's stages when calibrating block by block pays and is possible: at least two
+ * transformer blocks, and the cut tensors of all calibration tokens (a few hidden-size vectors
+ * per token) fit in a quarter of the budget. Otherwise null: whole-model passes.
+ */
+function stagePlanFor(model: OnnxModel, data: TokenData, taps: Tap[], opts: CalibrationOptions): { plan: StagePlan; heldBytes: number } | null {
+  if (!taps.length) return null;
+  const plan = planStages(model, indexLinears(model));
+  if (!plan) return null;
+  // The residual stream is as wide as the first block's input (q/k/v's).
+  const hidden = Math.max(...selectTaps(model).filter((t) => t.block !== null).slice(0, 1).map((t) => t.channels), 1);
+  const heldBytes = data.tokens * hidden * 4 * 3;
+  return heldBytes <= (opts.maxMemory ?? defaultMaxMemory()) / 4 ? { plan, heldBytes } : null;
+}
+
+/** Stage by stage (calib/staged.ts): each tap is read in the stage that computes it. */
+async function calibrateStaged(ctx: PassContext, { plan, heldBytes }: { plan: StagePlan; heldBytes: number }, taps: Tap[]): Promise<void> {
+  const { model, batches, opts } = ctx;
+  const initializerNames = new Set(model.graph.initializer.map((t) => t.name));
+  const fwd = new StagedForward(model, plan, batches.map((b) => buildFeeds(model.graph.input, initializerNames, b)), opts);
+  const stageOf = (t: Tap) => Math.max(0, plan.producerStage.get(t.tensor) ?? 0);
+  const last = Math.max(...taps.map(stageOf));
+  const runs: { stage: number; taps: Tap[]; expose: string[]; advance: boolean }[] = [];
+  for (let k = 0; k <= last; k++) {
+    const stage = plan.stages[k];
+    // What a run holds besides its accumulators: the stage's weights as onnxruntime holds them
+    // (fp16 may be widened) and the cut tensors kept for every batch.
+    const parts = ctx.planRuns(taps.filter((t) => stageOf(t) === k), stage.weightBytes * 2 + heldBytes);
+    if (!parts.length) parts.push([]);
+    const expose = parts.flat().map((t) => t.tensor);
+    parts.forEach((p, i) => runs.push({ stage: k, taps: p, expose, advance: i === parts.length - 1 && k < last }));
+  }
+  ctx.totalTokens = ctx.data.tokens * runs.length;
+  ctx.totalPasses = runs.length;
+  try {
+    for (const r of runs) {
+      const acc = ctx.accumulators(r.taps);
+      await fwd.run(r.stage, {
+        taps: r.taps.map((t) => t.tensor),
+        advance: r.advance,
+        expose: r.expose,
+        overrides: opts.weightOverrides,
+        onBatch: async (b, tensors) => ctx.addBatch(acc, batches[b], (t) => tensors[t]),
+      });
+      ctx.noteProvider(fwd.provider, fwd.notes[0]);
+      await ctx.finishPass(acc);
+    }
+  } catch (e) {
+    throw asCalibrationCancel(e);
+  }
+}
+
+/**
+ * GPTQ's true-sequential calibration: `groups` (tapped tensors, in graph order) are calibrated one
+ * at a time, each through the weights `onGroup` returned for every earlier group (the quantized
+ * layers). Block by block when the model stages (only the block being quantized runs, from its
+ * quantized inputs), else one whole-model pass per group.
+ */
+export async function calibrateSequential(
+  model: OnnxModel,
+  data: TokenData,
+  groups: string[],
+  onGroup: (r: TapResult) => Promise<Map<string, Float32Array>>,
+  opts: Omit<CalibrationOptions, "tensors" | "weightOverrides" | "sink"> = {},
+): Promise<CalibrationResult> {
+  const t0 = performance.now();
+  const taps = selectTaps(model, groups);
+  const order = new Map(groups.map((g, i) => [g, i]));
+  taps.sort((a, b) => order.get(a.tensor)! - order.get(b.tensor)!);
+  const overrides = new Map<string, Float32Array>();
+  const batches = equalLengthBatches(data.sequences, opts.batchSize ?? 8);
+  const ctx = new PassContext(model, data, batches, opts);
+  const staged = stagePlanFor(model, data, taps, opts);
+  const absorb = async (results: TapResult[]) => {
+    for (const r of results) for (const [k, v] of await onGroup(r)) overrides.set(k, v);
+  };
+  if (!staged) {
+    ctx.totalTokens = data.tokens * taps.length;
+    ctx.totalPasses = taps.length;
+    for (const tap of taps) {
+      const one = await calibrate(model, data, { ...opts, tensors: [tap.tensor], weightOverrides: overrides, sink: undefined });
+      ctx.noteProvider(one.provider, one.notes.find((n) => !ctx.notes.includes(n)));
+      ctx.pass++;
+      ctx.results.push(...one.taps);
+      await absorb(one.taps);
+      for (const r of one.taps) r.hessian = null;
+    }
+  } else {
+    const plan = staged.plan;
+    const initializerNames = new Set(model.graph.initializer.map((t) => t.name));
+    const fwd = new StagedForward(model, plan, batches.map((b) => buildFeeds(model.graph.input, initializerNames, b)), opts);
+    const stageOf = (t: Tap) => Math.max(0, plan.producerStage.get(t.tensor) ?? 0);
+    const last = Math.max(...taps.map(stageOf));
+    ctx.totalTokens = data.tokens * (taps.length + last);
+    ctx.totalPasses = taps.length + last;
+    try {
+      for (let k = 0; k <= last; k++) {
+        for (const tap of taps.filter((t) => stageOf(t) === k)) {
+          const acc = ctx.accumulators([tap]);
+          await fwd.run(k, { taps: [tap.tensor], advance: false, overrides, onBatch: (b, tensors) => ctx.addBatch(acc, batches[b], (t) => tensors[t]) });
+          ctx.noteProvider(fwd.provider, fwd.notes[0]);
+          // Hessians go to onGroup and are not kept: memory stays at one tap's.
+          const results = await ctx.finishPass(acc);
+          await absorb(results);
+          for (const r of results) r.hessian = null;
+        }
+        // The stage once more with all of its layers quantized: the next stage's inputs.
+        if (k < last) {
+          await fwd.run(k, { taps: [], advance: true, overrides });
+          ctx.pass++;
+        }
+      }
+    } catch (e) {
+      throw asCalibrationCancel(e);
+    }
+  }
+  return {
+    model: model.file,
+    data: data.file,
+    tokens: data.tokens,
+    sequences: data.sequences.length,
+    seconds: (performance.now() - t0) / 1000,
+    passes: ctx.pass,
+    provider: ctx.provider,
+    notes: ctx.notes,
+    taps: ctx.results,
   };
 }
 

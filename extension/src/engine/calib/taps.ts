@@ -89,14 +89,16 @@ export function tappedProto(proto: ModelProto, tensors: string[], overrides?: Ma
   const g = proto.graph!;
   const existing = new Set(g.output.map((o) => o.name));
   const output = [...g.output, ...tensors.filter((t) => !existing.has(t)).map((name) => create(ValueInfoProtoSchema, { name }))];
-  let initializer = g.initializer;
-  if (overrides?.size) {
-    initializer = g.initializer.map((t) => {
-      const v = overrides.get(t.name);
-      return v ? replaceValues(t, v) : t;
-    });
-  }
-  return { ...proto, graph: { ...g, output, initializer } };
+  return { ...proto, graph: { ...g, output, initializer: replaceInitializers(g.initializer, overrides) } };
+}
+
+/** `initializers` with the values of those named in `overrides` replaced (same dtype and dims). */
+export function replaceInitializers(initializers: TensorProto[], overrides?: Map<string, Float32Array>): TensorProto[] {
+  if (!overrides?.size) return initializers;
+  return initializers.map((t) => {
+    const v = overrides.get(t.name);
+    return v ? replaceValues(t, v) : t;
+  });
 }
 
 function replaceValues(t: TensorProto, values: Float32Array): TensorProto {

@@ -1,7 +1,7 @@
 import { CancelledError, UsageError } from "../errors";
 import { assertFiniteWeights, indexLinears, requireLinears, type LinearLayer } from "../onnx/linear";
 import type { OnnxModel } from "../onnx/model";
-import { calibrate, type CalibrationOptions, type TapResult } from "../calib/runner";
+import { calibrate, calibrateSequential, type CalibrationOptions, type TapResult } from "../calib/runner";
 import type { TokenData } from "../calib/data";
 import { planTaps } from "../calib/taps";
 import { rtnDequantizeSync, rtnQuantize } from "../kernels/quant";
@@ -141,28 +141,20 @@ export async function quantizeModel(model: OnnxModel, config: QuantConfig, opts:
       .map((t) => ({ tap: t, layers: layersOf(t.tensor) }))
       .filter((st) => st.layers.length > 0)
       .sort((a, b) => Math.min(...a.layers.map((l) => l.nodeIndex)) - Math.min(...b.layers.map((l) => l.nodeIndex)));
-    const overrides = new Map<string, Float32Array>();
-    let tokens = 0;
-    let seconds = 0;
-    let passes = 0;
-    for (const stage of stages) {
-      const names = stage.layers.map((l) => l.name.replace(/^\/model\//, "")).join(", ");
-      log(`calibrating ${names} (block ${stage.layers[0].block ?? "-"}) through ${overrides.size} quantized layers`);
-      const c = await calibrate(model, opts.data, {
-        ...opts.calib,
-        tensors: [stage.tap.tensor],
-        weightOverrides: overrides,
-        signal: opts.signal,
-        sink: (r) => quantizeTap(r, stage.layers),
-      });
-      tokens = c.tokens;
-      seconds += c.seconds;
-      passes += c.passes;
-      for (const l of stage.layers) {
-        overrides.set(l.weight, toStoredLayout(l, dequantized(results.get(l.name)!)));
-      }
-    }
-    calibration = { tokens, seconds, passes };
+    const c = await calibrateSequential(
+      model,
+      opts.data,
+      stages.map((st) => st.tap.tensor),
+      async (r) => {
+        const stage = stages.find((st) => st.tap.tensor === r.tap.tensor)!;
+        const names = stage.layers.map((l) => l.name.replace(/^\/model\//, "")).join(", ");
+        log(`calibrated ${names} (block ${stage.layers[0].block ?? "-"}) through the quantized layers before it`);
+        await quantizeTap(r, stage.layers);
+        return new Map(stage.layers.map((l) => [l.weight, toStoredLayout(l, dequantized(results.get(l.name)!))]));
+      },
+      { ...opts.calib, signal: opts.signal },
+    );
+    calibration = { tokens: c.tokens, seconds: c.seconds, passes: c.passes };
   }
   return {
     config,
