@@ -14,6 +14,8 @@ import { progress, progressDone } from "./format";
 import { withInterrupt } from "./interrupt";
 import { checkOutput, externalFiles } from "./outputs";
 import { parseCount, parseSize } from "./options";
+import path from "node:path";
+import { spillFor } from "../engine/spill";
 
 interface QuantizeFlags {
   method: string;
@@ -121,14 +123,20 @@ export function registerQuantize(program: Command): void {
         if (plan) config.method = "rtn";
         const t0 = performance.now();
         const result = await withInterrupt(async (signal) => {
-          const q = await quantizeModel(model, config, {
-            data,
-            plan,
-            signal,
-            calib: { maxMemory: parseSize("--max-memory", f.maxMemory), threads: parseCount("--threads", f.threads) },
-            onProgress: (m) => progress(`quantize: ${m}`),
-          });
-          return { q, exported: await exportQuantized(model, q, f.output, f.format as ExportFormat, {}, signal) };
+          const spill = spillFor(model.weightBytes, path.dirname(path.resolve(f.output)));
+          try {
+            const q = await quantizeModel(model, config, {
+              data,
+              plan,
+              signal,
+              spill,
+              calib: { maxMemory: parseSize("--max-memory", f.maxMemory), threads: parseCount("--threads", f.threads) },
+              onProgress: (m) => progress(`quantize: ${m}`),
+            });
+            return { q, exported: await exportQuantized(model, q, f.output, f.format as ExportFormat, {}, signal) };
+          } finally {
+            spill?.close();
+          }
         });
         progressDone();
         const { q, exported } = result;

@@ -3,6 +3,7 @@
 // AbortSignal, progress and log callbacks, and tests drive it directly.
 import fs from "node:fs";
 import path from "node:path";
+import { spillFor, type Spill } from "../engine/spill";
 import { OnnxModel } from "../engine/onnx/model";
 import { indexLinears } from "../engine/onnx/linear";
 import { loadModelData } from "../engine/calib/model-data";
@@ -71,7 +72,10 @@ export async function runQuantizeJob(job: QuantizeJob): Promise<QuantizeJobResul
   };
   progress("loading the model", 0);
   const model = await OnnxModel.load(job.model);
+  // Large models: codes and packed weights wait in a scratch file beside the output (spill.ts).
+  let spill: Spill | undefined;
   try {
+    spill = spillFor(model.weightBytes, path.dirname(path.resolve(job.out)));
     const data = job.data ? loadModelData(model, job.data, { samples: job.samples }) : undefined;
     for (const note of data?.notes ?? []) log(`note: ${note}`);
     const index = indexLinears(model);
@@ -106,6 +110,7 @@ export async function runQuantizeJob(job: QuantizeJob): Promise<QuantizeJobResul
       plan: plan ? layerPlan(plan, index.layers, "auto plan") : undefined,
       signal: job.signal,
       calib: job.calib,
+      spill,
       onProgress: (m) => {
         // One "<method> <layer>" message per layer; calibration messages in between.
         log(m);
@@ -165,6 +170,7 @@ export async function runQuantizeJob(job: QuantizeJob): Promise<QuantizeJobResul
     }
     throw e;
   } finally {
+    spill?.close();
     model.close();
   }
 }

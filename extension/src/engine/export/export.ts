@@ -7,7 +7,8 @@ import { saveModel } from "../onnx/save";
 import { GraphIndex } from "../onnx/graph";
 import { defaultOpset, upgradeOpset } from "./opset";
 import { DataType } from "../onnx/dtype";
-import { NodeProtoSchema, OperatorSetIdProtoSchema, type ModelProto, type NodeProto } from "../onnx/proto/onnx_pb";
+import { NodeProtoSchema, OperatorSetIdProtoSchema, TensorProto_DataLocation, type ModelProto, type NodeProto, type TensorProto } from "../onnx/proto/onnx_pb";
+import type { SpillRef } from "../spill";
 import { NBITS_BLOCK_SIZES, NBITS_ORT_BITS, packDequantizeLinearInt4, packDequantizeLinearInt8, packMatMulNBits, type DequantizeLinearWeight } from "../kernels/quant";
 import { dequantized, type LayerQuant, type QuantizedModel } from "../quant/quantize";
 import { toStoredLayout } from "../quant/layer-weights";
@@ -18,6 +19,8 @@ import { applySmoothing, smoothingReport } from "./smoothing";
 import { actQuantReport, insertActQdq } from "./act-qdq";
 
 export type ExportFormat = "fake" | "matmulnbits" | "qdq";
+/** Smaller tensors stay in memory even when spilling. */
+const SPILL_MIN_BYTES = 4096;
 export const FORMATS: readonly ExportFormat[] = ["fake", "matmulnbits", "qdq"];
 
 export interface ExportResult {
@@ -50,6 +53,14 @@ export async function exportQuantized(model: OnnxModel, q: QuantizedModel, out: 
   /** Blocked DequantizeLinear (int4/uint4, blocked 8-bit) needs the default domain at opset 21. */
   let needsOpset = 0;
   const rotations: RotationCache = new Map();
+  // Large models (q.spill): weights go to the scratch file as they are made and are read back one
+  // at a time by saveModel, so the export holds one layer's bytes, not the model's.
+  const spilled = new Map<string, SpillRef>();
+  const put = (t: TensorProto) => {
+    if (!q.spill || t.rawData.length < SPILL_MIN_BYTES) return g.setInitializer(t);
+    spilled.set(t.name, q.spill.put(t.rawData));
+    g.setInitializer({ ...t, rawData: new Uint8Array(0), dataLocation: TensorProto_DataLocation.EXTERNAL, externalData: [] });
+  };
   for (const lq of q.layers) {
     const l = lq.layer;
     const node = model.graph.node[l.nodeIndex];
@@ -75,11 +86,11 @@ export async function exportQuantized(model: OnnxModel, q: QuantizedModel, out: 
         // The initializer is also read elsewhere (a tied lm_head's embedding table): the
         // quantized copy gets its own name and only this layer's chain reads it.
         const name = freshInitializerName(g, `${l.weight}_quantized`);
-        g.setInitializer(floatTensor(name, stored.dims, values, stored.dataType));
+        put(floatTensor(name, stored.dims, values, stored.dataType));
         const rewired = { ...reader, input: reader.input.map((x) => (x === l.weight ? name : x)) };
         g.replaceNode(reader, rewired);
       } else {
-        g.setInitializer(floatTensor(l.weight, stored.dims, values, stored.dataType));
+        put(floatTensor(l.weight, stored.dims, values, stored.dataType));
       }
       layers.push({ name: l.name, form: "fake", ...(why ? { note: why } : {}) });
       continue;
@@ -87,11 +98,11 @@ export async function exportQuantized(model: OnnxModel, q: QuantizedModel, out: 
     if (format === "matmulnbits") {
       const p = await packMatMulNBits({ codes: lq.codes, scales: lq.scales, zeros: lq.zeros }, l.out, l.in, { bits: lq.bits, blockSize: lq.group });
       const base = l.weight;
-      g.setInitializer(bytesTensor(`${base}_Q${lq.bits}`, p.dimsB, p.B, DataType.UINT8));
-      g.setInitializer(floatTensor(`${base}_scales`, [p.scales.length], p.scales));
+      put(bytesTensor(`${base}_Q${lq.bits}`, p.dimsB, p.B, DataType.UINT8));
+      put(floatTensor(`${base}_scales`, [p.scales.length], p.scales));
       const inputs = [node.input[0], `${base}_Q${lq.bits}`, `${base}_scales`];
       if (p.zeroPoints) {
-        g.setInitializer(bytesTensor(`${base}_zp`, [p.zeroPoints.length], p.zeroPoints, DataType.UINT8));
+        put(bytesTensor(`${base}_zp`, [p.zeroPoints.length], p.zeroPoints, DataType.UINT8));
         inputs.push(`${base}_zp`);
       }
       g.replaceNode(
@@ -113,11 +124,11 @@ export async function exportQuantized(model: OnnxModel, q: QuantizedModel, out: 
       const p = await packQdqWeight(lq);
       if (p.axis === 0) needsOpset = Math.max(needsOpset, 21);
       const base = l.weight;
-      g.setInitializer(bytesTensor(`${base}_q`, p.dims, p.data, QDQ_DTYPE[p.dtype]));
-      g.setInitializer(floatTensor(`${base}_scale`, p.scaleDims, p.scale));
+      put(bytesTensor(`${base}_q`, p.dims, p.data, QDQ_DTYPE[p.dtype]));
+      put(floatTensor(`${base}_scale`, p.scaleDims, p.scale));
       const dqInputs = [`${base}_q`, `${base}_scale`];
       if (p.zeroPoint) {
-        g.setInitializer(bytesTensor(`${base}_zero_point`, p.scaleDims, p.zeroPoint, QDQ_DTYPE[p.dtype]));
+        put(bytesTensor(`${base}_zero_point`, p.scaleDims, p.zeroPoint, QDQ_DTYPE[p.dtype]));
         dqInputs.push(`${base}_zero_point`);
       }
       const dqOut = `${base}_dequantized`;
@@ -159,7 +170,14 @@ export async function exportQuantized(model: OnnxModel, q: QuantizedModel, out: 
     producerName: "quantlens",
   };
   // Cancelling mid-write leaves no partial model (saveModel removes its temp files).
-  await saveModel(proto, abs, { source: model, signal });
+  const spill = q.spill;
+  await saveModel(proto, abs, {
+    source: model,
+    signal,
+    ...(spill && spilled.size
+      ? { spilled: { size: (name) => spilled.get(name)?.length, read: (name) => (spilled.has(name) ? spill.get(spilled.get(name)!) : undefined) } }
+      : {}),
+  });
   const report = abs.replace(/\.onnx$/i, "") + ".quantlens.json";
   const body = {
     format_version: 1,

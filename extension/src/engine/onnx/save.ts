@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import crypto from "node:crypto";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { clearField, create, toBinary } from "@bufbuild/protobuf";
 import { BadModelError, CancelledError, UsageError } from "../errors";
 import { isExternal } from "./external";
 import { PROTOBUF_LIMIT, type OnnxModel } from "./model";
@@ -9,6 +9,7 @@ import {
   ModelProtoSchema,
   StringStringEntryProtoSchema,
   TensorProto_DataLocation,
+  TensorProtoSchema,
   type ModelProto,
   type TensorProto,
 } from "./proto/onnx_pb";
@@ -25,6 +26,11 @@ export interface SaveOptions {
   minExternalBytes?: number;
   /** The model the proto came from: supplies bytes of initializers it keeps in external data. */
   source?: OnnxModel;
+  /**
+   * Initializers whose bytes wait in a scratch file (marked external, no location of the
+   * source's): read one at a time while writing, so a large output never sits in memory whole.
+   */
+  spilled?: { size(name: string): number | undefined; read(name: string): Uint8Array | undefined };
   signal?: AbortSignal;
 }
 
@@ -48,11 +54,13 @@ export async function saveModel(proto: ModelProto, outPath: string, opts: SaveOp
   if (isDirectory(out)) throw new UsageError(`cannot write the model to ${out}: it is a folder; give a file name`);
   const tensorBytes = (t: TensorProto): Uint8Array => {
     if (!isExternal(t)) return t.rawData;
+    const spilled = opts.spilled?.read(t.name);
+    if (spilled) return spilled;
     if (!opts.source) throw new UsageError(`tensor '${t.name}' is in external data but no source model was given`);
     return opts.source.readRaw(t.name);
   };
   const sizeOf = (t: TensorProto): number =>
-    isExternal(t) ? (opts.source?.info(t.name)?.byteLength ?? 0) : t.rawData.length;
+    isExternal(t) ? (opts.spilled?.size(t.name) ?? opts.source?.info(t.name)?.byteLength ?? 0) : t.rawData.length;
 
   const minBytes = opts.minExternalBytes ?? 1024;
   let external = opts.externalData ?? "auto";
@@ -80,11 +88,13 @@ export async function saveModel(proto: ModelProto, outPath: string, opts: SaveOp
       initializer = await writeExternal(graph.initializer, tmpData, location, minBytes, tensorBytes, checkCancel);
     } else {
       // Inline anything the source keeps in external data.
-      initializer = graph.initializer.map((t) =>
-        isExternal(t)
-          ? { ...t, rawData: tensorBytes(t), externalData: [], dataLocation: TensorProto_DataLocation.DEFAULT }
-          : t,
-      );
+      // (data_location left unset, not set to DEFAULT: the bytes are those of a tensor that never was external.)
+      initializer = graph.initializer.map((t) => {
+        if (!isExternal(t)) return t;
+        const inline: TensorProto = { ...t, rawData: tensorBytes(t), externalData: [] };
+        clearField(inline, TensorProtoSchema.field.dataLocation);
+        return inline;
+      });
     }
     checkCancel();
     const outProto = create(ModelProtoSchema, { ...proto, graph: { ...graph, initializer } });

@@ -19,6 +19,7 @@
 import { CancelledError, UsageError } from "../errors";
 import type { ChannelStats } from "../calib/channel-stats";
 import { calibrate } from "../calib/runner";
+import { spillProperty } from "../spill";
 import { planTaps, type Tap } from "../calib/taps";
 import { sgemm } from "../kernels/linalg";
 import { rtnDequantizeSync, rtnQuantize, type RtnConfig } from "../kernels/quant";
@@ -286,7 +287,10 @@ export async function quantizeByBlock(
       if (opts.signal?.aborted) throw new CancelledError("quantization");
       log(`${config.method} ${key.replace(/^block:/, "block ")}`);
       const out = await pass(list, ctx);
-      for (const lq of out.layers) results.set(lq.layer.name, lq);
+      for (const lq of out.layers) {
+        if (opts.spill) spillProperty(lq, "codes", opts.spill);
+        results.set(lq.layer.name, lq);
+      }
       smoothing.push(...out.smoothing);
       if (actBits) {
         for (const e of list) {
@@ -307,6 +311,7 @@ export async function quantizeByBlock(
     seconds: (performance.now() - t0) / 1000,
     smoothing,
     ...(actBits ? { actQuant } : {}),
+    ...(opts.spill ? { spill: opts.spill } : {}),
   };
 }
 

@@ -14,6 +14,7 @@ import { awqBlock, quantizeByBlock } from "./awq";
 import { smoothQuantBlock } from "./smoothquant";
 import { actQuantOf, type ActQuant } from "../export/act-qdq";
 import type { SmoothingVector } from "../export/smoothing";
+import { spillProperty, type Spill } from "../spill";
 import { quipQuantizeLayer, quipSettings, undoRotation, type LayerRotation } from "./quip";
 
 /** One quantized linear layer: W ≈ scale·(code − zero) per group of input channels. */
@@ -58,6 +59,8 @@ export interface QuantizedModel {
   smoothing?: SmoothingVector[];
   /** `--act-bits 8`: calibrated int8 quantizers of the layers' inputs (export/act-qdq.ts). */
   actQuant?: ActQuant[];
+  /** Where the layers' codes were spilled (large models); export puts its packed weights there too. */
+  spill?: Spill;
 }
 
 export interface QuantizeOptions {
@@ -68,6 +71,11 @@ export interface QuantizeOptions {
   onProgress?: (message: string) => void;
   /** Per-layer settings (`quantize --plan`, quant/plan.ts): a layer's effective config, null = keep in float. */
   plan?: LayerPlan;
+  /**
+   * Large models: each layer's codes go to this scratch file as soon as it is quantized
+   * (`LayerQuant.codes` reads them back), so memory does not grow with the model. The caller closes it.
+   */
+  spill?: Spill;
 }
 
 /** Dequantized W [out × in] of a layer's result. */
@@ -115,7 +123,9 @@ export async function quantizeModel(model: OnnxModel, config: QuantConfig, opts:
       if (opts.signal?.aborted) throw new CancelledError("quantization");
       const lc = opts.plan?.(l, config) ?? config;
       log(`${lc.method} ${l.name}`);
-      results.set(l.name, await quantizeLayer(model, l, lc, r?.hessian ?? null, opts.signal));
+      const lq = await quantizeLayer(model, l, lc, r?.hessian ?? null, opts.signal);
+      if (opts.spill) spillProperty(lq, "codes", opts.spill);
+      results.set(l.name, lq);
     }
   };
   const taps = planTaps(index);
@@ -163,6 +173,7 @@ export async function quantizeModel(model: OnnxModel, config: QuantConfig, opts:
     calibration,
     seconds: (performance.now() - t0) / 1000,
     ...(actBits ? { actQuant } : {}),
+    ...(opts.spill ? { spill: opts.spill } : {}),
   };
 }
 
