@@ -26,7 +26,16 @@ function cases(): Case[] {
   out.push({ name: "N(100, 0.01) n=300001", x: gaussian(300_001, 100, 0.01, 8) });
   out.push({ name: "N(0, 1e-3) n=200003", x: gaussian(200_003, 0, 1e-3, 9) });
   out.push({ name: "heavy tails (1% ×50 outliers)", x: withOutliers(gaussian(250_007, 0, 1, 10), 0.01, 50, 11) });
+  // The AVX2 kernel sums powers about a shift chosen from each block's first 2048 values: blocks
+  // whose start is not typical of them must still come out right (they take a second pass).
+  out.push({ name: "step inside each block (2048 × N(0,1), then N(50,1))", x: stepped(100_003, 2048, 0, 50, 13) });
+  out.push({ name: "step inside each block (2048 × N(0,1), then N(1e4,1))", x: stepped(100_003, 2048, 0, 1e4, 16) });
+  out.push({ name: "near-constant: 1e4+1/3 and rare ±1 ulp, mean exact", x: nearConstant(70_000) });
+  out.push({ name: "centred start, offset rest (2048 × N(0,1), then N(3,1))", x: stepped(70_001, 2048, 0, 3, 14) });
+  out.push({ name: "offset start, centred rest (2048 × N(0.5,1), then N(0,1))", x: stepped(70_001, 2048, 0.5, 0, 15) });
+  out.push({ name: "ramp 1e3..1e3+1 (sorted)", x: new Float32Array(99_999).map((_, i) => 1e3 + i / 99_999) });
   out.push({ name: "constant 3", x: new Float32Array(70_001).fill(3) });
+  out.push({ name: "constant 0.1 (not exact in binary)", x: new Float32Array(40_000).fill(0.1) });
   out.push({ name: "tiny subnormals", x: new Float32Array(1001).map((_, i) => (i % 7) * 1e-45) });
   out.push({ name: "huge values ±3e38", x: new Float32Array(4099).map((_, i) => (i % 2 ? 3e38 : -3e38) * (i % 3 ? 1 : 0.5)) });
   for (const n of [1, 17, 4096, 100_003]) {
@@ -37,6 +46,24 @@ function cases(): Case[] {
   out.push({ name: "all ±Inf", x: new Float32Array(999).map((_, i) => (i % 2 ? Infinity : -Infinity)) });
   out.push({ name: "±0 only", x: new Float32Array(40).map((_, i) => (i % 3 ? 0 : -0)) });
   return out;
+}
+
+/** N(before, 1) for the first `head` values of every block, N(after, 1) for the rest. */
+function stepped(n: number, head: number, before: number, after: number, seed: number): Float32Array {
+  const x = gaussian(n, 0, 1, seed);
+  for (let i = 0; i < n; i++) x[i] += i % MOMENTS_BLOCK < head ? before : after;
+  return x;
+}
+
+/**
+ * v = fround(1e4 + 1/3) everywhere but every 1000th value v + 1 ulp and the next v − 1 ulp: the
+ * mean is exactly v, the spread is tiny against it (the reference is exact here) and a mean
+ * guessed from float sums is off by more than the spread (the shifted sums must not be used).
+ */
+function nearConstant(n: number): Float32Array {
+  const v = Math.fround(1e4 + 1 / 3);
+  const ulp = 2 ** -10;
+  return new Float32Array(n).map((_, i) => (i % 1000 === 1 ? v + ulp : i % 1000 === 2 ? v - ulp : v));
 }
 
 function withOutliers(x: Float32Array, fraction: number, scale: number, seed: number): Float32Array {
