@@ -123,7 +123,7 @@ describe("calibration on stories260K", () => {
     for (const s of plan.stages.slice(1, 5)) {
       expect(s.inputs.sort()).toEqual([`/model/layers.${s.index - 1}/Add_output_0`, `/model/layers.${s.index - 1}/mlp/down_proj/MatMul_output_0`, "/model/mask/LessOrEqual_output_0", "/model/rotary_emb/Cos_output_0", "/model/rotary_emb/Sin_output_0"]);
     }
-    const staged = await calibrate(model, data, { batchSize: 2 });
+    const staged = await calibrate(model, data, { batchSize: 2, staged: true });
     const whole = await calibrate(model, data, { batchSize: 2, staged: false });
     expect(staged.passes).toBe(6);
     expect(whole.passes).toBe(1);
@@ -138,16 +138,16 @@ describe("calibration on stories260K", () => {
 
   it("gives the same numbers when the memory budget forces one pass per tap", async () => {
     const data = loadModelData(model, CALIB, { samples: 4 });
-    const one = await calibrate(model, data, { batchSize: 2, staged: false });
-    const many = await calibrate(model, data, { batchSize: 2, staged: false, maxMemory: model.weightBytes * 2 + 1_500_000 });
+    const one = await calibrate(model, data, { batchSize: 2 });
+    const many = await calibrate(model, data, { batchSize: 2, maxMemory: model.weightBytes * 2 + 1_500_000 });
     expect(many.passes).toBeGreaterThan(1);
     expect(many.taps.map((t) => t.tap.tensor)).toEqual(one.taps.map((t) => t.tap.tensor));
     for (let i = 0; i < one.taps.length; i++) {
       expect(many.taps[i].stats.absmax).toEqual(one.taps[i].stats.absmax);
       expect(many.taps[i].hessian).toEqual(one.taps[i].hessian);
     }
-    await expect(calibrate(model, data, { staged: false, maxMemory: model.weightBytes * 2 + 1000 })).rejects.toThrow(/--max-memory .* is too small/);
-    await expect(calibrate(model, data, { maxMemory: 1000 })).rejects.toThrow(/--max-memory .* is too small/);
+    await expect(calibrate(model, data, { maxMemory: model.weightBytes * 2 + 1000 })).rejects.toThrow(/--max-memory .* is too small/);
+    await expect(calibrate(model, data, { staged: true, maxMemory: 1000 })).rejects.toThrow(/--max-memory .* is too small/);
   });
 
   it("sequential mode: replaced weights change what comes after them, not before", async () => {

@@ -61,6 +61,14 @@ describe("GPTQ pass on stories260K", () => {
     // o_proj of block 0 already sees quantized q/k/v: its Hessian (so RTN's loss on it) differs.
     const o = "/model/layers.0/self_attn/o_proj/MatMul";
     expect(Math.abs(by(q, o).proxyLossRtn! - by(once, o).proxyLossRtn!)).toBeGreaterThan(1e-6 * by(once, o).proxyLossRtn!);
+    // Re-running only the block being quantized gives exactly what one whole-model pass per
+    // input tensor gives (20 passes of the whole model).
+    const whole = await quantizeModel(model, { ...config, sequential: true }, { data, calib: { staged: false } });
+    expect(whole.calibration?.passes).toBe(20);
+    q.layers.forEach((l, i) => {
+      expect(l.codes, l.layer.name).toEqual(whole.layers[i].codes);
+      expect(l.proxyLoss).toBe(whole.layers[i].proxyLoss);
+    });
   });
 
   it("GPTQ without data is a clear error", async () => {

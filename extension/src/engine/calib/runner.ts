@@ -6,7 +6,7 @@ import { f16ToF32 } from "../kernels/index";
 import { ChannelStats } from "./channel-stats";
 import { HessianAccumulator } from "./hessian";
 import { equalLengthBatches, type TokenData } from "./data";
-import { createSession, ort, type ExecutionProvider } from "./session";
+import { createSession, LOW_MEMORY_WEIGHT_BYTES, ort, type ExecutionProvider } from "./session";
 import { defaultMaxMemory, planPasses, planTaps, tapBytes, tappedProto, type Tap } from "./taps";
 import { planStages, StagedForward, type StagePlan } from "./staged";
 
@@ -31,8 +31,10 @@ export interface CalibrationOptions {
    */
   sink?: (r: TapResult) => void | Promise<void>;
   /**
-   * Block by block (calib/staged.ts, the default when the model has two or more blocks): one
-   * block's weights in onnxruntime at a time. `false`: whole-model passes.
+   * Block by block (calib/staged.ts): one block's weights in onnxruntime at a time, the same
+   * activations. Default: for models of at least `LOW_MEMORY_WEIGHT_BYTES` (small models run
+   * faster whole: one onnxruntime call per batch instead of one per block). `false`: whole-model
+   * passes. Needs two or more transformer blocks; otherwise whole-model passes either way.
    */
   staged?: boolean;
 }
@@ -67,7 +69,7 @@ export async function calibrate(model: OnnxModel, data: TokenData, opts: Calibra
   const batchSize = opts.batchSize ?? 8;
   const batches = equalLengthBatches(data.sequences, batchSize);
   const ctx = new PassContext(model, data, batches, opts);
-  const plan = opts.staged === false ? null : stagePlanFor(model, data, taps, opts);
+  const plan = (opts.staged ?? model.weightBytes >= LOW_MEMORY_WEIGHT_BYTES) ? stagePlanFor(model, data, taps, opts) : null;
   if (plan) {
     await calibrateStaged(ctx, plan, taps);
   } else {
@@ -267,7 +269,7 @@ export async function calibrateSequential(
   const overrides = new Map<string, Float32Array>();
   const batches = equalLengthBatches(data.sequences, opts.batchSize ?? 8);
   const ctx = new PassContext(model, data, batches, opts);
-  const staged = stagePlanFor(model, data, taps, opts);
+  const staged = opts.staged === false ? null : stagePlanFor(model, data, taps, opts);
   const absorb = async (results: TapResult[]) => {
     for (const r of results) for (const [k, v] of await onGroup(r)) overrides.set(k, v);
   };
@@ -275,7 +277,7 @@ export async function calibrateSequential(
     ctx.totalTokens = data.tokens * taps.length;
     ctx.totalPasses = taps.length;
     for (const tap of taps) {
-      const one = await calibrate(model, data, { ...opts, tensors: [tap.tensor], weightOverrides: overrides, sink: undefined });
+      const one = await calibrate(model, data, { ...opts, staged: false, tensors: [tap.tensor], weightOverrides: overrides, sink: undefined });
       ctx.noteProvider(one.provider, one.notes.find((n) => !ctx.notes.includes(n)));
       ctx.pass++;
       ctx.results.push(...one.taps);

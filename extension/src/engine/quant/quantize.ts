@@ -66,7 +66,7 @@ export interface QuantizedModel {
 export interface QuantizeOptions {
   /** Calibration data (needed by GPTQ; gives RTN its proxy loss). */
   data?: TokenData;
-  calib?: Pick<CalibrationOptions, "batchSize" | "maxMemory" | "threads" | "executionProvider">;
+  calib?: Pick<CalibrationOptions, "batchSize" | "maxMemory" | "threads" | "executionProvider" | "staged">;
   signal?: AbortSignal;
   onProgress?: (message: string) => void;
   /** Per-layer settings (`quantize --plan`, quant/plan.ts): a layer's effective config, null = keep in float. */
