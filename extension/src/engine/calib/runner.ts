@@ -186,6 +186,8 @@ class PassContext {
     const out: TapResult[] = [];
     for (const a of acc) {
       const r: TapResult = { tap: a.tap, stats: a.stats, hessian: a.hessian ? a.hessian.finish() : null };
+      // The result is the only holder of H from here: a sink that drops it frees it.
+      a.hessian = null;
       if (this.opts.sink) {
         await this.opts.sink(r);
         r.hessian = null;

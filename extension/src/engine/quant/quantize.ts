@@ -119,11 +119,19 @@ export async function quantizeModel(model: OnnxModel, config: QuantConfig, opts:
   const log = opts.onProgress ?? (() => undefined);
   const quantizeTap = async (r: TapResult | null, layers: LinearLayer[]) => {
     if (actBits && r && layers.length) actQuant.push(actQuantOf(r.tap.tensor, layers.map((l) => l.name), r.stats.absmax));
+    const configOf = (l: LinearLayer) => opts.plan?.(l, config) ?? config;
+    // GPTQ reads H in float32: when every layer of the tap is GPTQ, convert once and drop the
+    // float64 H (the largest thing alive while down_proj of a 7B block is quantized).
+    let h32: Float32Array | undefined;
+    if (r?.hessian && layers.length && layers.every((l) => configOf(l).method === "gptq")) {
+      h32 = Float32Array.from(r.hessian);
+      r.hessian = null;
+    }
     for (const l of layers) {
       if (opts.signal?.aborted) throw new CancelledError("quantization");
-      const lc = opts.plan?.(l, config) ?? config;
+      const lc = configOf(l);
       log(`${lc.method} ${l.name}`);
-      const lq = await quantizeLayer(model, l, lc, r?.hessian ?? null, opts.signal);
+      const lq = await quantizeLayer(model, l, lc, r?.hessian ?? null, opts.signal, h32);
       if (opts.spill) spillProperty(lq, "codes", opts.spill);
       results.set(l.name, lq);
     }
@@ -188,6 +196,8 @@ async function quantizeLayer(
   config: QuantConfig,
   hessian: Float64Array | null,
   signal: AbortSignal | undefined,
+  /** H in float32 (GPTQ), when the caller already converted it. */
+  h32?: Float32Array,
 ): Promise<LayerQuant> {
   const t0 = performance.now();
   const w = readWeightOutIn(model, l); // W: [out × in]
@@ -212,13 +222,13 @@ async function quantizeLayer(
     };
   }
   if (config.method === "gptq") {
-    if (!hessian) throw new UsageError(`GPTQ needs the Hessian of '${l.input}' (calibration did not produce it)`);
+    if (!hessian && !h32) throw new UsageError(`GPTQ needs the Hessian of '${l.input}' (calibration did not produce it)`);
     const g = await gptqQuantize(
       {
         w,
         rows: l.out,
         cols: l.in,
-        h: Float32Array.from(hessian),
+        h: h32 ?? Float32Array.from(hessian!),
         bits: config.bits,
         group: config.group,
         symmetric: config.symmetric,
