@@ -3,7 +3,7 @@
 //
 //   w: Float32Array [rows·cols]   W: [out, in] row-major          (read only)
 //   h: Float32Array [cols·cols]   H: [in, in], symmetric           (read only)
-//   options: {bits, symmetric, group, blockSize, percdamp, actOrder, staticGroups,
+//   options: {bits, symmetric, group, blockSize, percdamp, actOrder, staticGroups, batchStartGroups,
 //             maxDampRetries, losses}   (all present; kernels/gptq.ts fills the defaults)
 //   codes: Uint8Array [rows·cols], scales/zeros: Float32Array [rows·ngroups],
 //   perm/groupIndex: Int32Array [cols]   caller-allocated outputs (core/gptq.h has the layout)
@@ -87,6 +87,7 @@ GptqArgs ParseGptqArgs(const Napi::CallbackInfo& info) {
     ThrowRangeError(env, kFn, "options", "field 'percdamp' must be finite and >= 0");
   opt.actOrder = BoolOption(env, o, "actOrder");
   opt.staticGroups = BoolOption(env, o, "staticGroups");
+  opt.batchStartGroups = BoolOption(env, o, "batchStartGroups");
   opt.maxDampRetries = static_cast<int>(IntegerOption(env, o, "maxDampRetries", 0, kMaxDampRetries));
   opt.losses = BoolOption(env, o, "losses");
 

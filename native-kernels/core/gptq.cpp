@@ -161,6 +161,7 @@ GptqStats gptqQuantize(const float* W, size_t rows, size_t cols, const float* H,
   L.mode = L.ng == 1 ? GptqGroupMode::PerChannel : options.staticGroups ? GptqGroupMode::Static : GptqGroupMode::Dynamic;
   L.spec = options.spec;
   L.maxq = (1 << bits) - 1;
+  L.batchStart = options.batchStartGroups;
 
   // Dead inputs (never active in the calibration data): H_ii = 1, W[:, i] = 0 (gptq.py).
   std::vector<char> dead(cols, 0);

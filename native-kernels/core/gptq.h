@@ -38,6 +38,11 @@ struct GptqOptions {
   /** With groups: take every group's scale/zero up front from the un-updated weights of its
    *  natural column range, instead of from the error-updated weights when the group starts. */
   bool staticGroups = false;
+  /** Dynamic groups: take a group's scale/zero from the weights as they were when its lazy batch
+   *  began (what gptq.py's find_params(W[:, i:i+groupsize]) reads), not from the fully updated
+   *  ones. Then the result depends on `blockSize`. Measured on stories260K (GPTQ W4/W3 g32,
+   *  act-order): lower KL than the fully updated weights. */
+  bool batchStartGroups = false;
   /** When H + λI is not positive definite, retry with λ ×10 this many times. */
   int maxDampRetries = 4;
   /** Compute the proxy losses (three passes of ~rows·cols² flops each); off leaves them NaN. */

@@ -39,6 +39,7 @@ struct GptqLayout {
   const int32_t* perm;  // [cols], perm[p] = original column
   QuantSpec spec;
   int maxq;
+  bool batchStart;  // dynamic groups: parameters from the lazy batch's starting weights (gptq.py)
 
   size_t groupOf(size_t p) const {
     switch (mode) {
@@ -98,6 +99,15 @@ inline void gptqFindDynamicGroup(const GptqPanel& p, size_t i) {
   const GptqLayout& L = *p.L;
   const size_t ge = std::min(i + L.G, L.cols);
   const size_t inBatch = std::min(ge, p.i2);
+  if (L.batchStart) {
+    // gptq.py exactly: find_params(W[:, i:i+groupsize]) reads W as it was when the batch began
+    // (W1, the batch's working copy, carries the in-batch updates). W here is that state for
+    // every column: the batch's own columns are updated in wt, later ones only after the batch.
+    for (size_t l = 0; l < p.lanes; l++) {
+      rtn_params(p.W + l * L.cols + i, ge - i, 1, L.spec, p.scales + l * L.ng + i / L.G, p.zeros + l * L.ng + i / L.G);
+    }
+    return;
+  }
   for (size_t l = 0; l < p.lanes; l++) {
     for (size_t j = i; j < inBatch; j++) p.group[j - i] = p.wt[(j - p.i1) * kGptqLanes + l];
     for (size_t j = p.i2; j < ge; j++) {

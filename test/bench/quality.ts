@@ -33,6 +33,11 @@ const CONFIGS: Config[] = [
   { name: "GPTQ W4 per-channel act-order", args: gptq(4, 0), ref: { ppl: 4.789, kl: 0.0762, top1: 86.6 } },
   { name: "GPTQ W3 g32 act-order", args: gptq(3, 32), ref: { ppl: 6.201, kl: 0.354, top1: 71.0 } },
   { name: "GPTQ W2 g32 act-order", args: gptq(2, 32), ref: { ppl: 116.0, kl: 3.31, top1: 16.8 } },
+  // The reference's own grouping (gptq.py, static_groups=False): groups are runs of the act-order
+  // permutation; exported behind a Gather of each layer input.
+  { name: "GPTQ W4 g32 act-order, permuted groups", args: gptq(4, 32, ["--act-order-groups", "permuted"]), ref: { ppl: 4.723, kl: 0.0547, top1: 88.6 } },
+  { name: "GPTQ W3 g32 act-order, permuted groups", args: gptq(3, 32, ["--act-order-groups", "permuted"]), ref: { ppl: 6.201, kl: 0.354, top1: 71.0 } },
+  { name: "GPTQ W2 g32 act-order, permuted groups", args: gptq(2, 32, ["--act-order-groups", "permuted"]), ref: { ppl: 116.0, kl: 3.31, top1: 16.8 } },
   { name: "AWQ W4 g32", args: ["--method", "awq", "--bits", "4", "--group", "32"], ref: { ppl: 4.754, kl: 0.0721, top1: 86.6 } },
   { name: "QuIP W4 (paper settings)", args: ["--method", "quip", "--bits", "4", "--group", "0"], ref: { ppl: 7.45, kl: 0.529, top1: 65.9 } },
   { name: "QuIP W3 (paper settings)", args: ["--method", "quip", "--bits", "3", "--group", "0"], ref: { ppl: 18.7, kl: 1.47, top1: 41.5 } },

@@ -23,6 +23,8 @@ interface QuantizeFlags {
   group: string;
   sym?: boolean;
   actOrder?: boolean;
+  actOrderGroups?: string;
+  groupParams?: string;
   percdamp: string;
   format: string;
   data?: string;
@@ -57,6 +59,8 @@ export function registerQuantize(program: Command): void {
     .option("--group <n>", "input channels per scale (32/64/128…; 0 = per output channel)", String(DEFAULT_CONFIG.group))
     .option("--sym", "symmetric (zero point fixed at 2^(bits-1))")
     .option("--act-order", "GPTQ: quantize inputs by decreasing Hessian diagonal (static groups)")
+    .option("--act-order-groups <g>", "GPTQ --act-order with groups: static (default: runs of the original inputs) or permuted (runs of the act-order permutation, as gptq.py; exported behind a Gather of the input)")
+    .option("--group-params <p>", "GPTQ groups: batch-start (default: scale/zero from the lazy batch's starting weights, as gptq.py) or updated (from the fully error-updated weights)")
     .option("--percdamp <x>", "GPTQ damping as a fraction of mean(diag H)", String(DEFAULT_CONFIG.percdamp))
     .option("--format <f>", "matmulnbits, qdq or fake", "matmulnbits")
     .option("--data <file>", "calibration data (required by GPTQ)")
@@ -96,6 +100,8 @@ export function registerQuantize(program: Command): void {
         group,
         symmetric: !!f.sym,
         actOrder: !!f.actOrder,
+        ...(f.actOrderGroups !== undefined ? { actOrderGroups: f.actOrderGroups as QuantConfig["actOrderGroups"] } : {}),
+        ...(f.groupParams !== undefined ? { groupParams: f.groupParams as QuantConfig["groupParams"] } : {}),
         percdamp: Number(f.percdamp),
         sequential: !!f.sequential,
         includeLmHead: !!f.includeLmHead,

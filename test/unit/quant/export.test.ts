@@ -3,11 +3,13 @@ import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OnnxModel } from "../../../extension/src/engine/onnx/model";
-import { quantizeModel } from "../../../extension/src/engine/quant/quantize";
+import { dequantized, quantizeModel } from "../../../extension/src/engine/quant/quantize";
+import { loadModelData } from "../../../extension/src/engine/calib/model-data";
+import type { TokenData } from "../../../extension/src/engine/calib/data";
 import { DEFAULT_CONFIG, type QuantConfig } from "../../../extension/src/engine/quant/config";
 import { exportQuantized, type ExportFormat } from "../../../extension/src/engine/export/export";
 import { loadRefCases, maxAbsDiff, runLogits } from "../../helpers/ort";
-import { STORIES_MODEL, tempDir } from "../../helpers/paths";
+import { STORIES, STORIES_MODEL, tempDir } from "../../helpers/paths";
 
 const sha = (f: string) => crypto.createHash("sha256").update(fs.readFileSync(f)).digest("hex");
 
@@ -97,6 +99,65 @@ describe("export formats match the fake-quant reference in onnxruntime", () => {
         expect(w[k * N + n]).toBe(Math.fround(scale * (lq.codes[n * K + k] - zero)));
       }
     }
+  });
+});
+
+describe("GPTQ act-order with permuted groups (gptq.py's default)", () => {
+  const c = loadRefCases().find((x) => x.name === "b2_t64")!;
+  let data: TokenData;
+  beforeAll(() => {
+    data = loadModelData(model, path.join(STORIES, "calib.jsonl"), { samples: 8 });
+  });
+  const config = { ...DEFAULT_CONFIG, method: "gptq" as const, bits: 4 as const, group: 32, actOrder: true, actOrderGroups: "permuted" as const };
+
+  it("stores the codes permuted, dequantizes back to the original inputs, and groups follow the permutation", async () => {
+    const q = await quantizeModel(model, config, { data });
+    const st = await quantizeModel(model, { ...config, actOrderGroups: "static" }, { data });
+    for (const lq of q.layers) {
+      expect(lq.perm, lq.layer.name).toBeInstanceOf(Int32Array);
+      expect([...lq.perm!].sort((a, b) => a - b)).toEqual(Array.from({ length: lq.layer.in }, (_, i) => i));
+      // Group g of row r covers inputs perm[g·32 .. g·32+31]: every dequantized weight there is
+      // scale·(code − zero) of that group, whichever original column it sits in.
+      const w = dequantized(lq);
+      const ng = Math.ceil(lq.layer.in / 32);
+      for (const r of [0, lq.layer.out - 1]) {
+        for (let p = 0; p < lq.layer.in; p++) {
+          const g = r * ng + Math.floor(p / 32);
+          expect(w[r * lq.layer.in + lq.perm![p]]).toBe(Math.fround(lq.scales[g] * (lq.codes[r * lq.layer.in + p] - lq.zeros[g])));
+        }
+      }
+    }
+    expect(st.layers.every((l) => l.perm === undefined)).toBe(true);
+    // Different groupings, both GPTQ: each below RTN on every layer.
+    for (const r of [q, st]) for (const l of r.layers) expect(l.proxyLoss!).toBeLessThanOrEqual(l.proxyLossRtn! * (1 + 1e-6));
+  });
+
+  it.each(["matmulnbits", "qdq"] as const)("as %s: one Gather per distinct input, logits match fake-quant", async (format) => {
+    const q = await quantizeModel(model, config, { data });
+    const fake = path.join(dir, `permuted-fake-${format}.onnx`);
+    const real = path.join(dir, `permuted-${format}.onnx`);
+    await exportQuantized(model, q, fake, "fake");
+    const ex = await exportQuantized(model, q, real, format);
+    expect(ex.layers.every((l) => l.form === format)).toBe(true);
+    const out = await OnnxModel.load(real);
+    const gathers = out.graph.node.filter((n) => n.opType === "Gather" && n.name.endsWith("_act_order/Gather"));
+    // q/k/v share one input and one H (so one permutation), gate/up too: 4 inputs × 5 blocks.
+    expect(gathers).toHaveLength(20);
+    expect(new Set(gathers.map((n) => n.input[0])).size).toBe(20);
+    // fake-quant needs none: its weights are dequantized back to the original input order.
+    const fakeGathers = (await OnnxModel.load(fake)).graph.node.filter((n) => n.opType === "Gather").length;
+    expect(out.graph.node.filter((n) => n.opType === "Gather").length).toBe(fakeGathers + 20);
+    const a = await runLogits(fake, c.ids, c.shape);
+    const b = await runLogits(real, c.ids, c.shape);
+    expect(maxAbsDiff(a, b)).toBeLessThanOrEqual(1e-3);
+    expect(maxAbsDiff(a, c.logits)).toBeGreaterThan(1e-3);
+    const report = JSON.parse(fs.readFileSync(ex.report, "utf8"));
+    expect(report.layers[0].act_order_groups).toBe("permuted");
+    out.close();
+  });
+
+  it("refuses W8A8 activations with permuted groups", async () => {
+    await expect(quantizeModel(model, { ...config, actBits: 8 }, { data })).rejects.toThrow(/--act-bits is not available with --act-order-groups permuted/);
   });
 });
 

@@ -33,7 +33,7 @@ export async function fakeQuantize(w: Float32Array, rows: number, cols: number, 
   const group = effectiveGroup(s.group, cols);
   if (s.method === "gptq") {
     if (!h) throw new Error("fakeQuantize: GPTQ needs a Hessian");
-    const g = await gptqQuantize({ w, rows, cols, h: Float32Array.from(h), bits: s.bits, group, symmetric: false, percdamp }, { signal });
+    const g = await gptqQuantize({ w, rows, cols, h: Float32Array.from(h), bits: s.bits, group, symmetric: false, percdamp, batchStartGroups: true }, { signal });
     return { deq: rtnDequantizeSync({ codes: g.codes, scales: g.scales, zeros: g.zeros }, rows, cols, group), proxy: g.relProxyLoss };
   }
   const q = await rtnQuantize(w, rows, cols, { bits: s.bits, symmetric: false, group }, { signal });

@@ -1,3 +1,4 @@
+import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { create } from "@bufbuild/protobuf";
@@ -53,6 +54,7 @@ export async function exportQuantized(model: OnnxModel, q: QuantizedModel, out: 
   /** Blocked DequantizeLinear (int4/uint4, blocked 8-bit) needs the default domain at opset 21. */
   let needsOpset = 0;
   const rotations: RotationCache = new Map();
+  const gathers = new Map<string, string>();
   // Large models (q.spill): weights go to the scratch file as they are made and are read back one
   // at a time by saveModel, so the export holds one layer's bytes, not the model's.
   const spilled = new Map<string, SpillRef>();
@@ -78,6 +80,7 @@ export async function exportQuantized(model: OnnxModel, q: QuantizedModel, out: 
     } else if (format === "matmulnbits") why = nbitsUnsupported(lq);
     else if (format === "qdq") why = qdqUnsupported(lq);
     if (format !== "fake" && !why && l.op !== "MatMul") why = `${l.op} is written as fake-quant`;
+    if (format !== "fake" && !why && lq.perm && defaultOpset(model.proto) < 11) why = "permuted act-order groups need Gather with axis −1 (opset ≥ 11)";
     if (format === "fake" || why) {
       const stored = model.info(l.weight)!;
       const values = toStoredLayout(l, dequantized(lq));
@@ -95,12 +98,14 @@ export async function exportQuantized(model: OnnxModel, q: QuantizedModel, out: 
       layers.push({ name: l.name, form: "fake", ...(why ? { note: why } : {}) });
       continue;
     }
+    // Permuted act-order groups: the codes are W[:, perm]'s, so the layer reads x[..., perm].
+    const input = lq.perm ? gathered(g, node.input[0], lq.perm, gathers) : node.input[0];
     if (format === "matmulnbits") {
       const p = await packMatMulNBits({ codes: lq.codes, scales: lq.scales, zeros: lq.zeros }, l.out, l.in, { bits: lq.bits, blockSize: lq.group });
       const base = l.weight;
       put(bytesTensor(`${base}_Q${lq.bits}`, p.dimsB, p.B, DataType.UINT8));
       put(floatTensor(`${base}_scales`, [p.scales.length], p.scales));
-      const inputs = [node.input[0], `${base}_Q${lq.bits}`, `${base}_scales`];
+      const inputs = [input, `${base}_Q${lq.bits}`, `${base}_scales`];
       if (p.zeroPoints) {
         put(bytesTensor(`${base}_zp`, [p.zeroPoints.length], p.zeroPoints, DataType.UINT8));
         inputs.push(`${base}_zp`);
@@ -132,7 +137,7 @@ export async function exportQuantized(model: OnnxModel, q: QuantizedModel, out: 
         dqInputs.push(`${base}_zero_point`);
       }
       const dqOut = `${base}_dequantized`;
-      const matmul = create(NodeProtoSchema, { name: node.name, opType: "MatMul", input: [node.input[0], dqOut], output: node.output });
+      const matmul = create(NodeProtoSchema, { name: node.name, opType: "MatMul", input: [input, dqOut], output: node.output });
       g.replaceNode(node, matmul);
       // Right before its MatMul (found by identity: exported nodes may be unnamed).
       g.nodes.splice(g.nodes.indexOf(matmul), 0, create(NodeProtoSchema, {
@@ -198,6 +203,27 @@ export async function exportQuantized(model: OnnxModel, q: QuantizedModel, out: 
   await fs.promises.writeFile(tmp, `${JSON.stringify(body, null, 2)}\n`);
   await fs.promises.rename(tmp, report);
   return { output: abs, report, format, layers, notes };
+}
+
+/**
+ * `input` with its last axis permuted by `perm` (a Gather right after the tensor is made, shared
+ * by every layer reading the same tensor with the same permutation: q/k/v share their H, so
+ * their act-order permutation too).
+ */
+function gathered(g: GraphEditor, input: string, perm: Int32Array, cache: Map<string, string>): string {
+  const key = `${input}\u0000${crypto.createHash("sha256").update(new Uint8Array(perm.buffer, perm.byteOffset, perm.byteLength)).digest("hex")}`;
+  const hit = cache.get(key);
+  if (hit) return hit;
+  const base = freshInitializerName(g, `${input}_act_order`);
+  const indices = `${base}_perm`;
+  const out = `${base}_gathered`;
+  g.setInitializer(bytesTensor(indices, [perm.length], new Uint8Array(BigInt64Array.from(perm, (v) => BigInt(v)).buffer), DataType.INT64));
+  const node = create(NodeProtoSchema, { name: `${base}/Gather`, opType: "Gather", input: [input, indices], output: [out], attribute: [intAttr("axis", -1)] });
+  // Right after the producer (or first, for a graph input), so every reader comes after it.
+  const at = g.nodes.findIndex((n) => n.output.includes(input));
+  g.nodes.splice(at + 1, 0, node);
+  cache.set(key, out);
+  return out;
 }
 
 const QDQ_DTYPE: Record<DequantizeLinearWeight["dtype"], number> = {
@@ -298,6 +324,7 @@ export function layerReport(lq: LayerQuant, form?: string, note?: string) {
     damp_retries: lq.dampRetries,
     dead_columns: lq.deadColumns,
     ...(lq.rotation ? { rotation: { u: lq.rotation.u, v: lq.rotation.v, rescale: lq.rotation.rescale !== null } } : {}),
+    ...(lq.perm ? { act_order_groups: "permuted" } : {}),
     seconds: lq.seconds,
     ...(form ? { form } : {}),
     ...(note ? { note } : {}),

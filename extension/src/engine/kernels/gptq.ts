@@ -45,6 +45,12 @@ export interface GptqInput {
   actOrder?: boolean;
   /** With groups and act-order: group parameters from the natural column ranges, up front (default false). */
   staticGroups?: boolean;
+  /**
+   * Dynamic groups: scale/zero from the weights as they were when the group's lazy batch began
+   * (gptq.py's behaviour; the result then depends on blockSize) instead of the fully updated ones
+   * (default false).
+   */
+  batchStartGroups?: boolean;
   /** λ ×10 this many times when H + λI is not positive definite (default 4). */
   maxDampRetries?: number;
   /** Compute proxyLoss, proxyLossRtn and weightEnergy (default true; each costs ~rows·cols² flops). */
@@ -69,6 +75,7 @@ export const GPTQ_DEFAULTS = {
   percdamp: 0.01,
   actOrder: false,
   staticGroups: false,
+  batchStartGroups: false,
   maxDampRetries: 4,
   losses: true,
 } as const;
@@ -170,6 +177,7 @@ function validate(input: GptqInput): GptqSettings {
     percdamp: input.percdamp ?? GPTQ_DEFAULTS.percdamp,
     actOrder: input.actOrder ?? GPTQ_DEFAULTS.actOrder,
     staticGroups: input.staticGroups ?? GPTQ_DEFAULTS.staticGroups,
+    batchStartGroups: input.batchStartGroups ?? GPTQ_DEFAULTS.batchStartGroups,
     maxDampRetries: input.maxDampRetries ?? GPTQ_DEFAULTS.maxDampRetries,
     losses: input.losses ?? GPTQ_DEFAULTS.losses,
   };
@@ -178,7 +186,7 @@ function validate(input: GptqInput): GptqSettings {
   if (!Number.isInteger(s.maxDampRetries) || s.maxDampRetries < 0 || s.maxDampRetries > MAX_DAMP_RETRIES) {
     throw new RangeError(`${fn}: maxDampRetries must be an integer in [0, ${MAX_DAMP_RETRIES}], got ${s.maxDampRetries}`);
   }
-  for (const key of ["actOrder", "staticGroups", "losses"] as const) {
+  for (const key of ["actOrder", "staticGroups", "batchStartGroups", "losses"] as const) {
     if (typeof s[key] !== "boolean") throw new TypeError(`${fn}: ${key} must be a boolean`);
   }
   return s;

@@ -30,11 +30,16 @@ export interface GptqSettings {
   symmetric: boolean;
   /** Input columns per group; 0 = per-channel. The last group may be shorter. */
   group: number;
-  /** Lazy-batch width. The reference has no batches; it accepts the field and ignores it. */
+  /**
+   * Lazy-batch width. The reference has no batches (each error reaches every later column at
+   * once); only `batchStartGroups` reads it.
+   */
   blockSize: number;
   percdamp: number;
   actOrder: boolean;
   staticGroups: boolean;
+  /** Dynamic groups: parameters from the weights as of the start of the group's blockSize batch. */
+  batchStartGroups: boolean;
   maxDampRetries: number;
   /** Compute the proxy losses (NaN when false). */
   losses: boolean;
@@ -144,14 +149,18 @@ export function* gptqReferenceSteps(
 
   // Column by column: quantize, and spread the scaled error over EVERY later column at once.
   const groupBuf = new Float32Array(G);
+  // batchStartGroups: the weights as they were when the current blockSize batch began.
+  const batchStart = mode === "dynamic" && s.batchStartGroups ? new Float64Array(rows * cols) : null;
   for (let i = 0; i < cols; i++) {
+    if (batchStart && i % s.blockSize === 0) batchStart.set(Wq);
     const d = U[i * cols + i];
     for (let r = 0; r < rows; r++) {
       const row = r * cols;
       if (mode === "dynamic" && i % G === 0) {
         // find_params on the current (error-updated) weights of the group.
         const n = Math.min(G, cols - i);
-        for (let c = 0; c < n; c++) groupBuf[c] = Wq[row + i + c];
+        const src = batchStart ?? Wq;
+        for (let c = 0; c < n; c++) groupBuf[c] = src[row + i + c];
         const params = rtnParamsRef(groupBuf, spec, null, 0, n);
         scales[r * ngroups + i / G] = params.scale;
         zeros[r * ngroups + i / G] = params.zero;

@@ -13,8 +13,22 @@ export interface QuantConfig {
   group: number;
   /** Zero point fixed at 2^(bits−1) with a ±max|w| range (default false: min/max + zero point). */
   symmetric: boolean;
-  /** GPTQ: quantize inputs by decreasing H_ii, with static groups (so groups stay contiguous). */
+  /** GPTQ: quantize inputs by decreasing H_ii (groups: see `actOrderGroups`). */
   actOrder: boolean;
+  /**
+   * GPTQ with act-order and groups: "static" (default) — groups are runs of the original inputs,
+   * their scales taken up front from W; "permuted" — groups are runs of the act-order permutation
+   * (gptq.py's default), taken as each group starts; the export then reads the layer's input
+   * through a Gather by the permutation (one per distinct input), `fake` needs none.
+   */
+  actOrderGroups?: "static" | "permuted";
+  /**
+   * GPTQ groups taken as they start: "batch-start" (default) — scale/zero from the weights as of the
+   * start of the group's lazy batch, as gptq.py's find_params reads them; "updated" — from the
+   * weights with every earlier column's error feedback applied. Measured on stories260K (W4/W3
+   * g32 act-order, permuted groups): batch-start KL 0.0552/0.342, updated 0.0571/0.358.
+   */
+  groupParams?: "batch-start" | "updated";
   /** GPTQ damping λ = percdamp · mean(diag H). */
   percdamp: number;
   /** GPTQ lazy-batch width. */
@@ -72,6 +86,8 @@ export function checkConfig(c: QuantConfig): QuantConfig {
   if (c.quipRho !== undefined && !(c.quipRho > 0 && c.quipRho <= 16)) throw new UsageError(`--rho must be in (0, 16], not ${c.quipRho}`);
   if (c.alpha !== undefined && !(c.alpha >= 0 && c.alpha <= 1)) throw new UsageError(`--alpha must be in [0, 1], not ${c.alpha}`);
   if (c.smoothScope !== undefined && !["norm", "exact"].includes(c.smoothScope)) throw new UsageError(`smoothScope must be norm or exact, not '${c.smoothScope}'`);
+  if (c.actOrderGroups !== undefined && !["static", "permuted"].includes(c.actOrderGroups)) throw new UsageError(`--act-order-groups must be static or permuted, not '${c.actOrderGroups}'`);
+  if (c.groupParams !== undefined && !["batch-start", "updated"].includes(c.groupParams)) throw new UsageError(`--group-params must be batch-start or updated, not '${c.groupParams}'`);
   if (c.actBits !== undefined && c.actBits !== 8) throw new UsageError(`--act-bits must be 8 (static int8 activations), not ${c.actBits}`);
   return c;
 }

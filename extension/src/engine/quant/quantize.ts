@@ -45,6 +45,11 @@ export interface LayerQuant {
   smoothed?: { inputScale: Float32Array | null; outputScale: Float32Array | null };
   /** QuIP: codes/scales/zeros are those of U·W·D̃·Vᵀ; this says how to undo it (quant/quip.ts). */
   rotation?: LayerRotation;
+  /**
+   * GPTQ act-order with permuted groups: codes/scales/zeros are those of W[:, perm] (column p of
+   * the codes is input perm[p]; groups are runs of p), so the layer computes x[:, perm]·W[:, perm]ᵀ.
+   */
+  perm?: Int32Array;
   seconds: number;
 }
 
@@ -80,8 +85,31 @@ export interface QuantizeOptions {
 
 /** Dequantized W [out × in] of a layer's result. */
 export function dequantized(q: LayerQuant): Float32Array {
-  const w = rtnDequantizeSync({ codes: q.codes, scales: q.scales, zeros: q.zeros }, q.layer.out, q.layer.in, q.group);
-  return q.rotation ? undoRotation(q.rotation, w, q.layer.out, q.layer.in) : w;
+  const rows = q.layer.out;
+  const cols = q.layer.in;
+  let w = rtnDequantizeSync({ codes: q.codes, scales: q.scales, zeros: q.zeros }, rows, cols, q.group);
+  if (q.perm) w = unpermuteColumns(w, rows, cols, q.perm);
+  return q.rotation ? undoRotation(q.rotation, w, rows, cols) : w;
+}
+
+/** out[r, perm[p]] = a[r, p] (a: [rows × cols], columns in permuted order). */
+function unpermuteColumns<T extends Float32Array | Uint8Array>(a: T, rows: number, cols: number, perm: Int32Array): T {
+  const out = new (a.constructor as new (n: number) => T)(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    const o = r * cols;
+    for (let p = 0; p < cols; p++) out[o + perm[p]] = a[o + p];
+  }
+  return out;
+}
+
+/** out[r, p] = a[r, perm[p]]. */
+function permuteColumns(a: Uint8Array, rows: number, cols: number, perm: Int32Array): Uint8Array {
+  const out = new Uint8Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    const o = r * cols;
+    for (let p = 0; p < cols; p++) out[o + p] = a[o + perm[p]];
+  }
+  return out;
 }
 
 /**
@@ -108,6 +136,7 @@ export async function quantizeModel(model: OnnxModel, config: QuantConfig, opts:
   const actBits = config.actBits ?? (config.method === "smoothquant" ? 8 : undefined);
   if (actBits && !opts.data) throw new UsageError(`--act-bits ${actBits} needs calibration data (--data FILE) for the activation ranges`);
   if (actBits && config.method === "quip") throw new UsageError("--act-bits is not available with QuIP (the rotated activations' ranges are not calibrated)");
+  if (actBits && config.actOrderGroups === "permuted") throw new UsageError("--act-bits is not available with --act-order-groups permuted (the activation quantizers would sit before the input's Gather)");
   // Fail before calibrating, not after: NaN/Inf weights would poison both.
   assertFiniteWeights(model, targets);
   if (config.method === "awq" || config.method === "smoothquant") {
@@ -223,6 +252,7 @@ async function quantizeLayer(
   }
   if (config.method === "gptq") {
     if (!hessian && !h32) throw new UsageError(`GPTQ needs the Hessian of '${l.input}' (calibration did not produce it)`);
+    const permuted = config.actOrder && config.group > 0 && config.group < l.in && config.actOrderGroups === "permuted";
     const g = await gptqQuantize(
       {
         w,
@@ -236,14 +266,16 @@ async function quantizeLayer(
         percdamp: config.percdamp,
         actOrder: config.actOrder,
         // Static groups keep every group a contiguous run of inputs, which MatMulNBits and
-        // blocked DequantizeLinear need.
-        staticGroups: config.actOrder && config.group > 0,
+        // blocked DequantizeLinear need; permuted groups are runs of the permutation (the codes
+        // are stored permuted and the export gathers the input to match).
+        staticGroups: config.actOrder && config.group > 0 && config.actOrderGroups !== "permuted",
+        batchStartGroups: (config.groupParams ?? "batch-start") === "batch-start",
       },
       { signal },
     );
     return {
       ...base,
-      codes: g.codes,
+      ...(permuted ? { codes: permuteColumns(g.codes, l.out, l.in, g.perm!), perm: g.perm } : { codes: g.codes }),
       scales: g.scales,
       zeros: g.zeros,
       proxyLoss: g.proxyLoss,
