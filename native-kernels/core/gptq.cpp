@@ -182,8 +182,27 @@ GptqStats gptqQuantize(const float* W, size_t rows, size_t cols, const float* H,
     out.groupIndex[perm[p]] = static_cast<int32_t>(L.groupOf(p));
   }
 
-  // Per-channel and static-group parameters come from the un-updated (dead-zeroed) weights.
-  if (L.mode != GptqGroupMode::Dynamic) findUpfrontParams(W, dead, stats.deadColumns, L, out.scales, out.zeros, cancel);
+  // Per-channel and static-group parameters come from the un-updated (dead-zeroed) weights; with
+  // batchStartGroups, static groups are taken when their first column comes (gptqFindStaticGroup).
+  std::vector<int32_t> invperm;
+  std::vector<char> groupStart;
+  const bool lazyStatic = L.mode == GptqGroupMode::Static && options.batchStartGroups;
+  L.invperm = nullptr;
+  L.groupStart = nullptr;
+  if (lazyStatic) {
+    invperm.resize(cols);
+    groupStart.assign(cols, 0);
+    std::vector<char> seen(L.ng, 0);
+    for (size_t p = 0; p < cols; p++) {
+      invperm[static_cast<size_t>(perm[p])] = static_cast<int32_t>(p);
+      const size_t g = static_cast<size_t>(perm[p]) / L.G;
+      if (!seen[g]) seen[g] = groupStart[p] = 1;
+    }
+    L.invperm = invperm.data();
+    L.groupStart = groupStart.data();
+  } else if (L.mode != GptqGroupMode::Dynamic) {
+    findUpfrontParams(W, dead, stats.deadColumns, L, out.scales, out.zeros, cancel);
+  }
 
   // U: [cols, cols], upper Cholesky factor of (H + λI)⁻¹ in quantization order (H⁻¹ = UᵀU).
   // The Cholesky-of-the-inverse trick (paper §3, step 3): after column q, OBS needs row q of the
@@ -262,7 +281,8 @@ GptqStats gptqQuantize(const float* W, size_t rows, size_t cols, const float* H,
     return true;
   };
   bool done = false;
-  if (cuda::worthGptq(rows, cols)) {
+  // Static groups taken lazily read any later column of W, which the GPU keeps to itself.
+  if (!lazyStatic && cuda::worthGptq(rows, cols)) {
     cuda::GptqSession gpu;
     if (gpu.begin(Wp.data(), rows, cols, cols, U.data(), cols)) {
       done = runBatches(&gpu);

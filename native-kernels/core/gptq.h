@@ -38,10 +38,12 @@ struct GptqOptions {
   /** With groups: take every group's scale/zero up front from the un-updated weights of its
    *  natural column range, instead of from the error-updated weights when the group starts. */
   bool staticGroups = false;
-  /** Dynamic groups: take a group's scale/zero from the weights as they were when its lazy batch
-   *  began (what gptq.py's find_params(W[:, i:i+groupsize]) reads), not from the fully updated
-   *  ones. Then the result depends on `blockSize`. Measured on stories260K (GPTQ W4/W3 g32,
-   *  act-order): lower KL than the fully updated weights. */
+  /** Groups: take a group's scale/zero from the weights as they were when its lazy batch began
+   *  (what gptq.py's find_params(W[:, i:i+groupsize]) reads), not from the fully updated ones;
+   *  static groups then too are taken when their first column comes (act-order), not up front
+   *  from the original W. The result then depends on `blockSize`. Measured on stories260K (GPTQ
+   *  W4/W3 g32, act-order): lower KL than the fully updated weights. Static groups taken this way
+   *  run on the CPU (the CUDA session keeps later columns on the device). */
   bool batchStartGroups = false;
   /** When H + λI is not positive definite, retry with λ ×10 this many times. */
   int maxDampRetries = 4;

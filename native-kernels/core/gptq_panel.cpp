@@ -8,6 +8,7 @@ void gptqPanelScalar(const GptqPanel& p) {
   float s[kGptqLanes], z[kGptqLanes], e[kGptqLanes];
   for (size_t i = p.i1; i < p.i2; i++) {
     if (L.mode == GptqGroupMode::Dynamic && i % L.G == 0) gptqFindDynamicGroup(p, i);
+    if (L.groupStart && L.groupStart[i]) gptqFindStaticGroup(p, i);
     gptqLaneParams(p, i, s, z);
     // q = quant(w_i); err_i = (w_i − q) / U_ii;  w[i+1:i2] −= err_i · U[i, i+1:i2]
     const float* Ui = p.U + i * L.cols;

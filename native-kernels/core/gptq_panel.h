@@ -39,7 +39,11 @@ struct GptqLayout {
   const int32_t* perm;  // [cols], perm[p] = original column
   QuantSpec spec;
   int maxq;
-  bool batchStart;  // dynamic groups: parameters from the lazy batch's starting weights (gptq.py)
+  bool batchStart;  // groups: parameters from the lazy batch's starting weights (gptq.py)
+  // Static groups with batchStart: invperm[j] = position of column j; groupStart[p] = 1 where
+  // position p is the first of its group to be quantized (the group's parameters are taken there).
+  const int32_t* invperm;
+  const char* groupStart;
 
   size_t groupOf(size_t p) const {
     switch (mode) {
@@ -116,6 +120,22 @@ inline void gptqFindDynamicGroup(const GptqPanel& p, size_t i) {
       p.group[j - i] = p.W[l * L.cols + j] - pending;
     }
     rtn_params(p.group, ge - i, 1, L.spec, p.scales + l * L.ng + i / L.G, p.zeros + l * L.ng + i / L.G);
+  }
+}
+
+/**
+ * A static group (a run of ORIGINAL columns) starts at position i (its first column in
+ * act-order): each lane's scale/zero from the group's weights as they were when the batch began.
+ * Every other column of the group comes later, so W holds exactly that state for all of them.
+ */
+inline void gptqFindStaticGroup(const GptqPanel& p, size_t i) {
+  const GptqLayout& L = *p.L;
+  const size_t g = static_cast<size_t>(L.perm[i]) / L.G;
+  const size_t c0 = g * L.G, c1 = std::min(c0 + L.G, L.cols);
+  for (size_t l = 0; l < p.lanes; l++) {
+    const float* w = p.W + l * L.cols;
+    for (size_t c = c0; c < c1; c++) p.group[c - c0] = w[L.invperm[c]];
+    rtn_params(p.group, c1 - c0, 1, L.spec, p.scales + l * L.ng + g, p.zeros + l * L.ng + g);
   }
 }
 

@@ -90,6 +90,7 @@ QL_TARGET_AVX2 void gptqPanelAvx2(const GptqPanel& p) {
     if (dynamic) k2 = std::min(k2, (k1 / L.G + 1) * L.G);
     for (size_t i = k1; i < k2; i++) {
       if (dynamic && i % L.G == 0) gptqFindDynamicGroup(p, i);
+      if (L.groupStart && L.groupStart[i]) gptqFindStaticGroup(p, i);
       gptqLaneParams(p, i, s, z);
       const float* Ui = p.U + i * L.cols;
       const __m256 d = _mm256_set1_ps(Ui[i]);

@@ -227,6 +227,7 @@ function comparisonMatrix(): Comparison[] {
     { actOrder: true, staticGroups: true },
     { actOrder: false, staticGroups: false, batchStartGroups: true },
     { actOrder: true, staticGroups: false, batchStartGroups: true },
+    { actOrder: true, staticGroups: true, batchStartGroups: true },
   ];
   const out: Comparison[] = [];
   let seed = 100;
@@ -499,6 +500,26 @@ describe.skipIf(NATIVE_DISABLED)("GPTQ invariants", () => {
     }
     // Still GPTQ: error feedback keeps the proxy loss under RTN's.
     expect(wide.proxyLoss).toBeLessThanOrEqual(wide.proxyLossRtn);
+
+    // Static groups (runs of the original columns) are taken when their first column comes: with
+    // one batch for the layer that is W itself, i.e. the up-front parameters; with narrow batches
+    // the group's weights carry the earlier batches' error feedback by then.
+    const staticRun = (blockSize: number, batchStartGroups: boolean) =>
+      gptqQuantize(input(layer, settings({ bits: 3, group, actOrder: true, staticGroups: true, blockSize, batchStartGroups })));
+    const upfront = await staticRun(cols, false);
+    const lazyWide = await staticRun(cols, true);
+    expect(lazyWide.scales).toEqual(upfront.scales);
+    expect(lazyWide.codes).toEqual(upfront.codes);
+    const lazyNarrow = await staticRun(16, true);
+    expect(Array.from(lazyNarrow.groupIndex)).toEqual(Array.from({ length: cols }, (_, j) => Math.floor(j / group)));
+    let moved = 0;
+    for (let i = 0; i < upfront.scales.length; i++) if (lazyNarrow.scales[i] !== upfront.scales[i]) moved++;
+    // (groups whose first column comes in the first batch keep W's parameters)
+    expect(moved).toBeGreaterThan(0);
+    expect(lazyNarrow.proxyLoss).toBeLessThanOrEqual(lazyNarrow.proxyLossRtn);
+    // The TypeScript reference takes them the same way.
+    const ref = gptqReference(layer.w, rows, cols, layer.h, settings({ bits: 3, group, actOrder: true, staticGroups: true, blockSize: 16, batchStartGroups: true }));
+    expect(rowsDiffering(lazyNarrow.codes, ref.codes, rows, cols).length).toBeLessThanOrEqual(1 + Math.floor(rows * TOL.divergedRowsPerLayerBatchStart));
   });
 
   it("results do not depend on the thread count (bit for bit)", async () => {
@@ -625,8 +646,10 @@ describe.skipIf(NATIVE_DISABLED)("gptqQuantize() API", () => {
     before.abort();
     await expect(gptqQuantize({ ...small, ...s }, { signal: before.signal })).rejects.toBeInstanceOf(CancelledError);
 
-    const n = 768;
-    const layer: Layer = { w: gaussian(512 * n, 0, 0.02, 34), h: lowRankHessian(n, 16, 33), rows: 512, cols: n };
+    // Big enough (~50 batches of 32 columns, each a sizeable GEMM) that one batch is a small
+    // fraction of the layer even when other processes share the cores.
+    const n = 1536;
+    const layer: Layer = { w: gaussian(1024 * n, 0, 0.02, 34), h: lowRankHessian(n, 16, 33), rows: 1024, cols: n };
     const heavy = settings({ bits: 4, group: 128, blockSize: 32 });
     let t0 = performance.now();
     await gptqQuantize(input(layer, heavy));

@@ -123,8 +123,10 @@ export function* gptqReferenceSteps(
   const zeros = new Float32Array(rows * ngroups);
   const codes = new Uint8Array(rows * cols);
 
-  // Per-channel and static-group parameters: up front, from W with dead columns zeroed.
-  if (mode !== "dynamic") {
+  // Per-channel and static-group parameters: up front, from W with dead columns zeroed (static
+  // groups with batchStartGroups: when their first column comes, below).
+  const lazyStatic = mode === "static" && s.batchStartGroups;
+  if (mode !== "dynamic" && !lazyStatic) {
     const buf = new Float32Array(G);
     for (let r = 0; r < rows; r++) {
       for (let g = 0; g < ngroups; g++) {
@@ -150,7 +152,10 @@ export function* gptqReferenceSteps(
   // Column by column: quantize, and spread the scaled error over EVERY later column at once.
   const groupBuf = new Float32Array(G);
   // batchStartGroups: the weights as they were when the current blockSize batch began.
-  const batchStart = mode === "dynamic" && s.batchStartGroups ? new Float64Array(rows * cols) : null;
+  const batchStart = mode !== "perChannel" && s.batchStartGroups ? new Float64Array(rows * cols) : null;
+  const invperm = new Int32Array(cols);
+  for (let p = 0; p < cols; p++) invperm[perm[p]] = p;
+  const started = new Uint8Array(ngroups);
   for (let i = 0; i < cols; i++) {
     if (batchStart && i % s.blockSize === 0) batchStart.set(Wq);
     const d = U[i * cols + i];
@@ -165,6 +170,17 @@ export function* gptqReferenceSteps(
         scales[r * ngroups + i / G] = params.scale;
         zeros[r * ngroups + i / G] = params.zero;
       }
+      if (lazyStatic && batchStart && !started[groupOf(i)]) {
+        // A static group's first column: its parameters from the batch-start weights of all of
+        // its columns (every other one comes later).
+        const gg = groupOf(i);
+        const c0 = gg * G;
+        const n = Math.min(G, cols - c0);
+        for (let c = 0; c < n; c++) groupBuf[c] = batchStart[row + invperm[c0 + c]];
+        const params = rtnParamsRef(groupBuf, spec, null, 0, n);
+        scales[r * ngroups + gg] = params.scale;
+        zeros[r * ngroups + gg] = params.zero;
+      }
       const g = r * ngroups + groupOf(i);
       const w = Math.fround(Wq[row + i]);
       const q = rtnCode(w, scales[g], zeros[g], maxq);
@@ -174,6 +190,7 @@ export function* gptqReferenceSteps(
       const err = (w - rtnDequant(q, scales[g], zeros[g])) / d;
       for (let j = i + 1; j < cols; j++) Wq[row + j] -= err * U[i * cols + j];
     }
+    if (lazyStatic) started[groupOf(i)] = 1;
     yield i + 1;
   }
 
