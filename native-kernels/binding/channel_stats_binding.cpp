@@ -1,4 +1,4 @@
-// channelBatchStats(x, rows, C, out: {mean, m2, m3, m4: Float64Array[C], absmax: Float32Array[C],
+// channelBatchStats(x, rows, C, out: {mean, m2, m3, m4, absSum: Float64Array[C], absmax: Float32Array[C],
 //   hist: Float64Array[bins], rowNorm: Float32Array[rows], rowPeak: Float32Array[rows],
 //   rowPeakChannel: Int32Array[rows]}, cancel?) -> Promise<number of non-finite values>
 #include "../core/channel_stats.h"
@@ -30,7 +30,7 @@ class ChannelStatsWorker : public PromiseWorker {
       : PromiseWorker(env, "quantlens:channelBatchStats", std::move(cancel)), x_(x.data), rows_(rows), c_(C), out_(out) {
     Keep(x.array);
     Keep(outObj);
-    for (const char* f : {"mean", "m2", "m3", "m4", "absmax", "hist", "rowNorm", "rowPeak", "rowPeakChannel"}) {
+    for (const char* f : {"mean", "m2", "m3", "m4", "absmax", "absSum", "hist", "rowNorm", "rowPeak", "rowPeakChannel"}) {
       Keep(outObj.Get(f).As<Napi::Object>());
     }
   }
@@ -58,6 +58,7 @@ Napi::Value ChannelBatchStats(const Napi::CallbackInfo& info) {
   out.m3 = TypedField<double, napi_float64_array>(info, o, "m3", C);
   out.m4 = TypedField<double, napi_float64_array>(info, o, "m4", C);
   out.absmax = TypedField<float, napi_float32_array>(info, o, "absmax", C);
+  out.absSum = TypedField<double, napi_float64_array>(info, o, "absSum", C);
   out.hist = TypedField<double, napi_float64_array>(info, o, "hist", ql::kHistBins);
   out.rowNorm = TypedField<float, napi_float32_array>(info, o, "rowNorm", rows);
   out.rowPeak = TypedField<float, napi_float32_array>(info, o, "rowPeak", rows);

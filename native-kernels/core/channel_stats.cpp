@@ -47,7 +47,7 @@ int64_t channel_batch_stats(const float* x, size_t rows, size_t C, const Channel
     const size_t c0 = b * kColBlock;
     const size_t c1 = std::min(C, c0 + kColBlock);
     const size_t w = c1 - c0;
-    double sum[kColBlock] = {0};
+    double sum[kColBlock] = {0}, asum[kColBlock] = {0};
     float amax[kColBlock];
     for (size_t j = 0; j < w; ++j) amax[j] = out.absmax[c0 + j];
     int64_t bad = 0;
@@ -62,6 +62,7 @@ int64_t channel_batch_stats(const float* x, size_t rows, size_t C, const Channel
         }
         sum[j] += v;
         const float a = std::fabs(v);
+        asum[j] += a;
         amax[j] = std::max(amax[j], a);
         hist[hist_bin(a)] += 1.0;
       }
@@ -87,6 +88,7 @@ int64_t channel_batch_stats(const float* x, size_t rows, size_t C, const Channel
       out.m3[c0 + j] = s3[j];
       out.m4[c0 + j] = s4[j];
       out.absmax[c0 + j] = amax[j];
+      out.absSum[c0 + j] += asum[j];
     }
     nonFinite[b] = bad;
   });

@@ -2,7 +2,7 @@
 // calibration engine's inner loop (extension/src/engine/calib/channel-stats.ts merges batches).
 //
 // For the batch, per channel c: mean, and the central sums m2 = Σ(x−mean)², m3, m4 (two passes,
-// double); absmax[c] is raised in place (running over batches). Per row: L2 norm, the largest |x|
+// double); absmax[c] is raised in place and absSum[c] += Σ|x| (running over batches). Per row: L2 norm, the largest |x|
 // and its channel. hist[] (running) counts log2|x| in bins of a quarter octave:
 //   bin 0: |x| < 2^kHistMinExp (zeros included); bin b ≥ 1: 2^(kHistMinExp + (b−1)/4) ≤ |x| <
 //   the next edge; the last bin everything ≥ 2^kHistMaxExp.
@@ -27,6 +27,7 @@ struct ChannelBatchOut {
   double* m3;        // [C]
   double* m4;        // [C]
   float* absmax;     // [C] running (max with the existing values)
+  double* absSum;    // [C] running Σ|x| (added to; AWQ's mean |x| = absSum / rows)
   double* hist;      // [kHistBins] running (added to)
   float* rowNorm;    // [rows]
   float* rowPeak;    // [rows] signed value of the largest |x|

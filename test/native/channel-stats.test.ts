@@ -25,14 +25,22 @@ describe.skipIf(!k)("channelBatchStats (native) vs the TypeScript reference", ()
     const b = channelBatchOut(rows, C);
     a.absmax.fill(0.5);
     b.absmax.fill(0.5); // running max starts from the previous batches'
+    a.absSum.fill(1.5);
+    b.absSum.fill(1.5); // and so does the running Σ|x|
     const badNative = await k!.channelBatchStats(x, rows, C, a);
     const badRef = channelBatchStatsRef(x, rows, C, b);
     expect(badNative).toBe(badRef);
     // Same operations in the same order (per channel, rows in order, float64): bit-identical.
-    for (const key of ["mean", "m2", "m3", "m4", "absmax", "hist", "rowNorm", "rowPeak", "rowPeakChannel"] as const) {
+    for (const key of ["mean", "m2", "m3", "m4", "absmax", "absSum", "hist", "rowNorm", "rowPeak", "rowPeakChannel"] as const) {
       expect(Array.from(a[key]), key).toEqual(Array.from(b[key]));
     }
     expect(a.hist.reduce((s, v) => s + v, 0)).toBe(x.length - badRef);
+    // Σ|x| against the definition.
+    for (let c = 0; c < C; c++) {
+      let s = 0;
+      for (let r = 0; r < rows; r++) if (Number.isFinite(x[r * C + c])) s += Math.abs(x[r * C + c]);
+      expect(a.absSum[c] - 1.5).toBeCloseTo(s, 6);
+    }
   });
 
   it("puts values on the right side of every quarter-octave edge", () => {

@@ -62,28 +62,15 @@ export class ChannelStats {
   /** Add a batch X [rows × C] (row-major). Non-finite values are counted and skipped. */
   async update(x: Float32Array, rows: number, source?: RowSource, signal?: AbortSignal): Promise<void> {
     if (rows === 0) return;
-    if (!this.out || this.out.rowNorm.length < rows) this.out = { ...channelBatchOut(rows, this.channels), absmax: this.absmax, hist: this.hist };
+    if (!this.out || this.out.rowNorm.length < rows) this.out = { ...channelBatchOut(rows, this.channels), absmax: this.absmax, absSum: this.absSum, hist: this.hist };
     const out = this.out;
     this.nonFinite += await channelBatchStats(x, rows, this.channels, out, { signal });
-    this.addAbs(x, rows);
     for (let r = 0; r < rows; r++) {
       const norm = out.rowNorm[r];
       this.tokenNorms.push(norm);
       if (source) this.offerTop(source, r, out.rowPeakChannel[r], out.rowPeak[r], norm);
     }
     this.merge(rows, out);
-  }
-
-  private addAbs(x: Float32Array, rows: number): void {
-    const C = this.channels;
-    const acc = this.absSum;
-    for (let r = 0; r < rows; r++) {
-      const o = r * C;
-      for (let c = 0; c < C; c++) {
-        const v = x[o + c];
-        if (Number.isFinite(v)) acc[c] += v < 0 ? -v : v;
-      }
-    }
   }
 
   /** Mean |x| per channel (AWQ's s_x). */

@@ -4,7 +4,7 @@ import type { OnnxModel } from "../onnx/model";
 import type { ValueInfoProto } from "../onnx/proto/onnx_pb";
 import { f16ToF32 } from "../kernels/index";
 import { ChannelStats } from "./channel-stats";
-import { HessianAccumulator } from "./hessian";
+import { HessianAccumulator, hessianBufferRows } from "./hessian";
 import { equalLengthBatches, type TokenData } from "./data";
 import { createSession, LOW_MEMORY_WEIGHT_BYTES, ort, type ExecutionProvider } from "./session";
 import { defaultMaxMemory, planPasses, planTaps, tapBytes, tappedProto, type Tap } from "./taps";
@@ -163,7 +163,7 @@ class PassContext {
     return taps.map((tap) => ({
       tap,
       stats: new ChannelStats(tap.channels),
-      hessian: this.hessian ? new HessianAccumulator(tap.channels, tap.tensor) : null,
+      hessian: this.hessian ? new HessianAccumulator(tap.channels, tap.tensor, Math.min(hessianBufferRows(tap.channels), this.data.tokens)) : null,
     }));
   }
 
@@ -185,7 +185,7 @@ class PassContext {
     this.pass++;
     const out: TapResult[] = [];
     for (const a of acc) {
-      const r: TapResult = { tap: a.tap, stats: a.stats, hessian: a.hessian ? a.hessian.finish() : null };
+      const r: TapResult = { tap: a.tap, stats: a.stats, hessian: a.hessian ? await a.hessian.finish(this.opts.signal) : null };
       // The result is the only holder of H from here: a sink that drops it frees it.
       a.hessian = null;
       if (this.opts.sink) {

@@ -6,6 +6,7 @@ import { ValueInfoProtoSchema, type ModelProto, type TensorProto } from "../onnx
 import { TensorProto_DataLocation } from "../onnx/proto/onnx_pb";
 import { DataType } from "../onnx/dtype";
 import { f32ToBf16, f32ToF16 } from "../kernels/index";
+import { hessianBufferRows } from "./hessian";
 
 /** One tapped activation: the input tensor of one or more linear layers (q/k/v share one). */
 export interface Tap {
@@ -39,9 +40,13 @@ export function planTaps(index: LinearIndex): Tap[] {
   return [...taps.values()];
 }
 
-/** Bytes a tap holds during a pass: its Hessian (float64), per-channel stats, one batch of rows. */
+/**
+ * Bytes a tap holds during a pass: its Hessian (float64) and the rows gathered for its next
+ * update, per-channel stats, one batch of rows.
+ */
 export function tapBytes(channels: number, batchRows: number, hessian: boolean, tokens: number): number {
-  return (hessian ? channels * channels * 8 : 0) + channels * 8 * 9 + batchRows * channels * 4 + tokens * 8;
+  const h = hessian ? channels * channels * 8 + Math.min(hessianBufferRows(channels), tokens) * channels * 4 : 0;
+  return h + channels * 8 * 9 + batchRows * channels * 4 + tokens * 8;
 }
 
 /** Default memory budget: half of this machine's memory. */

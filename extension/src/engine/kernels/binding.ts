@@ -223,6 +223,8 @@ export interface ChannelBatchOut {
   m3: Float64Array;
   m4: Float64Array;
   absmax: Float32Array;
+  /** Running Σ|x| per channel over the finite values (added to). */
+  absSum: Float64Array;
   hist: Float64Array;
   rowNorm: Float32Array;
   rowPeak: Float32Array;

@@ -13,6 +13,7 @@ export function channelBatchOut(rows: number, channels: number): ChannelBatchOut
     m3: new Float64Array(channels),
     m4: new Float64Array(channels),
     absmax: new Float32Array(channels),
+    absSum: new Float64Array(channels),
     hist: new Float64Array(HIST_BINS),
     rowNorm: new Float32Array(rows),
     rowPeak: new Float32Array(rows),
@@ -36,7 +37,7 @@ export async function channelBatchStats(
   if (!Number.isInteger(rows) || !Number.isInteger(channels) || channels < 1 || rows < 0 || rows * channels !== x.length) {
     throw new RangeError(`channelBatchStats(): x has ${x.length} values, not rows ${rows} × channels ${channels}`);
   }
-  if (out.mean.length !== channels || out.absmax.length !== channels || out.rowNorm.length < rows || out.hist.length !== HIST_BINS) {
+  if (out.mean.length !== channels || out.absmax.length !== channels || out.absSum?.length !== channels || out.rowNorm.length < rows || out.hist.length !== HIST_BINS) {
     throw new RangeError("channelBatchStats(): out arrays do not match rows/channels (use channelBatchOut)");
   }
   throwIfAborted(options.signal, "channelBatchStats");

@@ -35,8 +35,10 @@ export function histBin(a: number): number {
 }
 
 export function channelBatchStatsRef(x: Float32Array, rows: number, C: number, out: ChannelBatchOut): number {
-  const { mean, m2, m3, m4, absmax, hist, rowNorm, rowPeak, rowPeakChannel } = out;
+  const { mean, m2, m3, m4, absmax, absSum, hist, rowNorm, rowPeak, rowPeakChannel } = out;
   let bad = 0;
+  // Σ|x| of this batch per channel, then added to the running sums (the kernel's order).
+  const batchAbs = new Float64Array(C);
   mean.fill(0);
   for (let r = 0; r < rows; r++) {
     const off = r * C;
@@ -54,6 +56,7 @@ export function channelBatchStatsRef(x: Float32Array, rows: number, C: number, o
       sq += v * v;
       const a = Math.abs(v);
       if (a > absmax[c]) absmax[c] = a;
+      batchAbs[c] += a;
       if (a > peakAbs) {
         peakAbs = a;
         peak = v;
@@ -66,6 +69,7 @@ export function channelBatchStatsRef(x: Float32Array, rows: number, C: number, o
     rowPeakChannel[r] = peakC;
   }
   for (let c = 0; c < C; c++) mean[c] = rows ? mean[c] / rows : 0;
+  for (let c = 0; c < C; c++) absSum[c] += batchAbs[c];
   m2.fill(0);
   m3.fill(0);
   m4.fill(0);
