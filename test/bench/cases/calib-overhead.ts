@@ -33,11 +33,8 @@ async function plainTokensPerSecond(model: OnnxModel, data: TokenData, batchSize
   }
 }
 
-async function measure(label: string, model: OnnxModel, data: TokenData, batchSize: number): Promise<BenchResult> {
-  const plain = await plainTokensPerSecond(model, data, batchSize);
-  await calibrate(model, { ...data, sequences: data.sequences.slice(0, 1), tokens: data.sequences[0].length }, { batchSize }); // warm-up
-  // Steady state: from the end of the first batch to the end of the last (session creation and
-  // the first batch's warm-up are reported apart as setup_seconds).
+/** Steady-state calibration tokens/s: from the end of the first batch to the end of the last. */
+async function calibTokensPerSecond(model: OnnxModel, data: TokenData, batchSize: number) {
   const t0 = performance.now();
   let tFirst = 0;
   let tokensFirst = 0;
@@ -53,13 +50,30 @@ async function measure(label: string, model: OnnxModel, data: TokenData, batchSi
       tLast = performance.now();
     },
   });
-  const calib = (data.tokens - tokensFirst) / ((tLast - tFirst) / 1000);
+  return { rate: (data.tokens - tokensFirst) / ((tLast - tFirst) / 1000), setup: (tFirst - t0) / 1000, seconds: (performance.now() - t0) / 1000, r };
+}
+
+async function measure(label: string, model: OnnxModel, data: TokenData, batchSize: number): Promise<BenchResult> {
+  await calibrate(model, { ...data, sequences: data.sequences.slice(0, 1), tokens: data.sequences[0].length }, { batchSize }); // warm-up
+  // Plain and tapped runs alternate twice and each keeps its best: on a shared machine a burst of
+  // other work then slows one run, not the ratio. Session creation and the first batch are
+  // reported apart as setup_seconds.
+  const plainRates: number[] = [];
+  const runs: Awaited<ReturnType<typeof calibTokensPerSecond>>[] = [];
+  for (let round = 0; round < 2; round++) {
+    plainRates.push(await plainTokensPerSecond(model, data, batchSize));
+    runs.push(await calibTokensPerSecond(model, data, batchSize));
+  }
+  const plain = Math.max(...plainRates);
+  const best = runs.reduce((a, b) => (b.rate > a.rate ? b : a));
+  const calib = best.rate;
+  const r = best.r;
   return {
     name: "calib_overhead",
     model: label,
     shape: [data.sequences.length, Math.max(...data.sequences.map((s) => s.length))],
-    seconds: sig((performance.now() - t0) / 1000),
-    setup_seconds: sig((tFirst - t0) / 1000),
+    seconds: sig(best.seconds),
+    setup_seconds: sig(best.setup),
     tokens: data.tokens,
     taps: r.taps.length,
     plain_tokens_per_s: sig(plain),

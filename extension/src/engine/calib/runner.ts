@@ -83,11 +83,21 @@ export async function calibrate(model: OnnxModel, data: TokenData, opts: Calibra
       ctx.noteProvider(runner.provider, runner.note);
       const acc = ctx.accumulators(passTaps);
       try {
-        for (const batch of batches) {
-          if (opts.signal?.aborted) throw new CancelledError("calibration");
-          const feeds = buildFeeds(model.graph.input, initializerNames, batch);
-          const out = await runner.session.run(feeds, passTaps.map((t) => t.tensor));
-          await ctx.addBatch(acc, batch, (t) => out[t]);
+        // Pipelined: onnxruntime runs a batch (synchronously, on this thread) while the kernels
+        // still work on the previous batch's statistics and Hessians on their own threads.
+        let previous: Promise<void> | undefined;
+        try {
+          for (const batch of batches) {
+            if (opts.signal?.aborted) throw new CancelledError("calibration");
+            const feeds = buildFeeds(model.graph.input, initializerNames, batch);
+            const out = await runner.session.run(feeds, passTaps.map((t) => t.tensor));
+            await previous;
+            previous = ctx.addBatch(acc, batch, (t) => out[t]);
+          }
+          await previous;
+        } finally {
+          // On an error, the other batch's kernels still finish before the session goes.
+          await previous?.catch(() => undefined);
         }
       } catch (e) {
         throw asCalibrationCancel(e);
@@ -170,12 +180,15 @@ class PassContext {
   async addBatch(acc: Accumulator[], batch: number[][], tensor: (name: string) => OrtTensor | undefined): Promise<void> {
     const seqLen = batch[0].length;
     const source = { samples: batch.map((s) => this.sampleOf(s)), seqLen, tokens: batch };
-    for (const a of acc) {
-      const x = asFloat32(tensor(a.tap.tensor), a.tap);
-      const rows = x.length / a.tap.channels;
-      await a.stats.update(x, rows, source, this.opts.signal);
-      if (a.hessian) await a.hessian.add(x, rows, this.opts.signal);
-    }
+    // Every tap's statistics and Hessian update go to the kernels at once (they run on worker
+    // threads; each accumulator still sees its batches in order).
+    await Promise.all(
+      acc.map((a) => {
+        const x = asFloat32(tensor(a.tap.tensor), a.tap);
+        const rows = x.length / a.tap.channels;
+        return Promise.all([a.stats.update(x, rows, source, this.opts.signal), a.hessian?.add(x, rows, this.opts.signal)]);
+      }),
+    );
     this.done += batch.length * seqLen;
     this.opts.onProgress?.({ pass: this.pass, passes: this.totalPasses, tokens: this.done, totalTokens: this.totalTokens });
   }

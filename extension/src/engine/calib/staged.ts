@@ -315,25 +315,33 @@ export class StagedForward {
       this.provider = runner.provider;
       if (runner.note && !this.notes.includes(runner.note)) this.notes.push(runner.note);
       try {
-        for (const [b, held] of this.live.entries()) {
-          if (this.opts.signal?.aborted) throw new CancelledError("calibration");
-          const feeds: Record<string, OrtTensor> = {};
-          for (const name of modelInputs) {
-            const t = held.get(name);
-            if (!t) throw new Error(`stage ${index}: input '${name}' is not held for batch ${b}`);
-            feeds[name] = t;
+        // Pipelined as in calibrate(): a batch's taps are handed over while onnxruntime runs the next.
+        let previous: Promise<void> | undefined;
+        try {
+          for (const [b, held] of this.live.entries()) {
+            if (this.opts.signal?.aborted) throw new CancelledError("calibration");
+            const feeds: Record<string, OrtTensor> = {};
+            for (const name of modelInputs) {
+              const t = held.get(name);
+              if (!t) throw new Error(`stage ${index}: input '${name}' is not held for batch ${b}`);
+              feeds[name] = t;
+            }
+            const out = await runner.session.run(feeds, modelOutputs);
+            await previous;
+            if (o.onBatch) {
+              const handed: Record<string, OrtTensor> = {};
+              for (const t of o.taps) handed[t] = out[t] ?? held.get(t)!;
+              previous = o.onBatch(b, handed);
+            }
+            if (o.advance) {
+              const keepOut: Record<string, OrtTensor> = {};
+              for (const t of stage.outputs) if (out[t]) keepOut[t] = out[t];
+              kept.push(keepOut);
+            }
           }
-          const out = await runner.session.run(feeds, modelOutputs);
-          if (o.onBatch) {
-            const handed: Record<string, OrtTensor> = {};
-            for (const t of o.taps) handed[t] = out[t] ?? held.get(t)!;
-            await o.onBatch(b, handed);
-          }
-          if (o.advance) {
-            const keepOut: Record<string, OrtTensor> = {};
-            for (const t of stage.outputs) if (out[t]) keepOut[t] = out[t];
-            kept.push(keepOut);
-          }
+          await previous;
+        } finally {
+          await previous?.catch(() => undefined);
         }
       } finally {
         await runner.release();

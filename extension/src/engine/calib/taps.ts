@@ -46,7 +46,8 @@ export function planTaps(index: LinearIndex): Tap[] {
  */
 export function tapBytes(channels: number, batchRows: number, hessian: boolean, tokens: number): number {
   const h = hessian ? channels * channels * 8 + Math.min(hessianBufferRows(channels), tokens) * channels * 4 : 0;
-  return h + channels * 8 * 9 + batchRows * channels * 4 + tokens * 8;
+  // Two batches of rows: one being analysed while onnxruntime makes the next.
+  return h + channels * 8 * 9 + 2 * batchRows * channels * 4 + tokens * 8;
 }
 
 /** Default memory budget: half of this machine's memory. */
