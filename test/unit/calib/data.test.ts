@@ -124,8 +124,13 @@ describe("models with extra inputs", () => {
     const file = path.join(dir, "extra.onnx");
     fs.writeFileSync(file, toBinary(ModelProtoSchema, proto));
     const model = await OnnxModel.load(file);
-    const r = await calibrate(model, { file, sequences: [[1, 5, 9, 11], [1, 2, 3, 4]], notes: [], tokens: 8 }, { hessian: false });
+    const data = { file, sequences: [[1, 5, 9, 11], [1, 2, 3, 4]], notes: [], tokens: 8 };
+    const r = await calibrate(model, data, { hessian: false });
     expect(r.taps).toHaveLength(21);
     expect(r.taps[0].stats.n).toBe(8);
+    // Block by block: the extra inputs reach only the stage that reads them; same activations.
+    const staged = await calibrate(model, data, { hessian: false, staged: true });
+    expect(staged.passes).toBe(6);
+    staged.taps.forEach((t, i) => expect(t.stats.absmax, t.tap.tensor).toEqual(r.taps[i].stats.absmax));
   });
 });
