@@ -218,7 +218,7 @@ describe.skipIf(NATIVE_DISABLED)("the CUDA backend", () => {
           const w = Float32Array.from({ length: rows * cols }, rnd);
           const codes = new Uint8Array(rows * cols), scales = new Float32Array(rows * 4), zeros = new Float32Array(rows * 4);
           const r = await k.gptqQuantize(w, h, rows, cols, { bits: 4, group: 128, symmetric: false, blockSize: 128,
-            percdamp: 0.01, actOrder: true, staticGroups: false, maxDampRetries: 4, losses: true },
+            percdamp: 0.01, actOrder: true, staticGroups: false, batchStartGroups: false, maxDampRetries: 4, losses: true },
             codes, scales, zeros, new Int32Array(cols), new Int32Array(cols));
           let hash = 7; for (const c of codes) hash = (hash * 31 + c) >>> 0;
           console.log(JSON.stringify({ cuda: k.info().cuda, h: Array.from(h64.subarray(0, 64)), loss: r.proxyLoss, hash, seconds: (Date.now() - t0) / 1000 }));
