@@ -244,7 +244,8 @@ async function calibrateStaged(ctx: PassContext, { plan, heldBytes }: { plan: St
     const expose = parts.flat().map((t) => t.tensor);
     parts.forEach((p, i) => runs.push({ stage: k, taps: p, expose, advance: i === parts.length - 1 && k < last }));
   }
-  ctx.totalTokens = ctx.data.tokens * runs.length;
+  // Progress counts the runs that read taps (a run that only carries a stage forward reports none).
+  ctx.totalTokens = ctx.data.tokens * runs.filter((r) => r.taps.length).length;
   ctx.totalPasses = runs.length;
   try {
     for (const r of runs) {
@@ -305,7 +306,7 @@ export async function calibrateSequential(
     const fwd = new StagedForward(model, plan, batches.map((b) => buildFeeds(model.graph.input, initializerNames, b)), opts);
     const stageOf = (t: Tap) => Math.max(0, plan.producerStage.get(t.tensor) ?? 0);
     const last = Math.max(...taps.map(stageOf));
-    ctx.totalTokens = data.tokens * (taps.length + last);
+    ctx.totalTokens = data.tokens * taps.length;
     ctx.totalPasses = taps.length + last;
     try {
       for (let k = 0; k <= last; k++) {
