@@ -4,9 +4,9 @@
 #include <cmath>
 #include <vector>
 
+#include "cholesky_x86.h"
 #include "cpu.h"
 #include "gemm.h"
-#include "kernels_x86.h"
 #include "thread_pool.h"
 
 namespace ql {
@@ -23,8 +23,12 @@ namespace {
 constexpr size_t kLeaf = 32;
 /** Rows of B per task in the row-parallel triangular-solve leaves. */
 constexpr size_t kSolveRows = 64;
-/** Rows handled together in a solve leaf (a transposed slab in a local buffer, so the inner loop runs over them). */
-constexpr size_t kLanes = 8;
+/**
+ * Right-hand sides handled together in a solve leaf (a slab of kLeaf × kLanes doubles in a local
+ * buffer, so the inner loop runs across them).
+ */
+constexpr size_t kLanes = kSolveLanes;
+static_assert(kSolveRows % kLanes == 0, "a task is whole slabs");
 
 size_t splitPoint(size_t n) { return std::max<size_t>(16, n / 2 / 16 * 16); }
 
@@ -55,21 +59,23 @@ long cholLeaf(float* A, size_t n, size_t lda) {
  * innermost loop runs across rows; row groups spread over the pool.
  */
 void solveRightLeaf(bool trans, const float* L, size_t ldl, size_t nb, float* B, size_t ldb, size_t m) {
-  static_assert(kLanes == 8, "solveLanesAvx2 works on 8 rows");
   const bool simd = useAvx2Fma();
   (void)simd;
   const auto rowGroup = [&](size_t t) {
     const size_t iEnd = std::min(m, (t + 1) * kSolveRows);
     for (size_t i0 = t * kSolveRows; i0 < iEnd; i0 += kLanes) {
       const size_t lanes = std::min(kLanes, iEnd - i0);
-      alignas(32) double x[kLeaf][kLanes] = {};
-      for (size_t r = 0; r < lanes; r++)
-        for (size_t c = 0; c < nb; c++) x[c][r] = B[(i0 + r) * ldb + c];
+      alignas(64) double x[kLeaf][kLanes];
 #if QL_X86_SIMD
       if (simd) {
-        solveLanesAvx2(trans, L, ldl, nb, &x[0][0]);
-      } else
+        loadTransposedAvx2(B + i0 * ldb, ldb, lanes, nb, &x[0][0]);
+        solveSlabAvx2(trans, L, ldl, nb, &x[0][0]);
+        storeTransposedAvx2(&x[0][0], lanes, nb, B + i0 * ldb, ldb);
+        continue;
+      }
 #endif
+      for (size_t c = 0; c < nb; c++)
+        for (size_t r = 0; r < kLanes; r++) x[c][r] = r < lanes ? B[(i0 + r) * ldb + c] : 0.0;
       if (trans) {
         for (size_t c = 0; c < nb; c++) {
           for (size_t q = 0; q < c; q++) {
@@ -140,13 +146,21 @@ void solveLeft(const float* L, size_t ldl, size_t m, float* B, size_t ldb, size_
     (void)simd;
     const auto columnGroup = [&](size_t t) {
       const size_t c0 = t * kCols, width = std::min(kCols, nrhs - c0);
-      double acc[kCols];
 #if QL_X86_SIMD
       if (simd) {
-        solveLeftColumnsAvx2(L, ldl, m, B + c0, ldb, width, acc);
+        // L·X = B column slab by column slab: x[i][:] is row i of the slab, the recurrence is
+        // solveSlab's transposed one (x[i] = (b[i] − Σ_{q<i} L[i][q]·x[q]) / L[i][i]).
+        alignas(64) double x[kLeaf * kLanes];
+        for (size_t j0 = 0; j0 < width; j0 += kLanes) {
+          const size_t w = std::min(kLanes, width - j0);
+          loadRowsAvx2(B + c0 + j0, ldb, m, w, x);
+          solveSlabAvx2(true, L, ldl, m, x);
+          storeRowsAvx2(x, m, w, B + c0 + j0, ldb);
+        }
         return;
       }
 #endif
+      double acc[kCols];
       for (size_t i = 0; i < m; i++) {
         float* bi = B + i * ldb + c0;
         for (size_t c = 0; c < width; c++) acc[c] = bi[c];
@@ -191,6 +205,22 @@ long cholRecursive(float* A, size_t n, size_t lda, const CancelFlag* cancel) {
   return p2 >= 0 ? static_cast<long>(n1) + p2 : -1;
 }
 
+/** X ← −X for X [rows × cols] (row stride ld), row blocks over the pool when large. */
+void negate(float* X, size_t rows, size_t cols, size_t ld) {
+  constexpr size_t kRowsPerTask = 64;
+  const auto negateRows = [&](size_t t) {
+    const size_t end = std::min(rows, (t + 1) * kRowsPerTask);
+    for (size_t i = t * kRowsPerTask; i < end; i++)
+      for (size_t j = 0; j < cols; j++) X[i * ld + j] = -X[i * ld + j];
+  };
+  const size_t tasks = (rows + kRowsPerTask - 1) / kRowsPerTask;
+  if (rows * cols >= (size_t{1} << 18)) {
+    pool().parallelFor(tasks, negateRows);
+  } else {
+    for (size_t t = 0; t < tasks; t++) negateRows(t);
+  }
+}
+
 /** Unblocked in-place inverse of lower L (n ≤ kLeaf or the naive yardstick), double accumulators. */
 void trtriLeaf(float* L, size_t n, size_t lda) {
   // LAPACK strti2 order: columns right to left; column j below the diagonal becomes
@@ -221,8 +251,7 @@ void trtriRecursive(float* L, size_t n, size_t lda, const CancelFlag* cancel) {
   float* L22 = L21 + n1;
   solveLeft(L22, lda, n2, L21, lda, n1, cancel);          // L21 ← L22⁻¹·L21
   solveRight(false, L, lda, n1, L21, lda, n2, cancel);   // L21 ← L21·L11⁻¹
-  for (size_t i = 0; i < n2; i++)
-    for (size_t j = 0; j < n1; j++) L21[i * lda + j] = -L21[i * lda + j];
+  negate(L21, n2, n1, lda);
   trtriRecursive(L, n1, lda, cancel);
   trtriRecursive(L22, n2, lda, cancel);
 }

@@ -1,60 +1,141 @@
 // AVX2/FMA inner loops of the triangular-solve leaves in cholesky.cpp (double accumulators, as
 // the portable loops there). Guarded: compiled only where QL_X86_SIMD is 1, called after useAvx2Fma().
-#include "kernels_x86.h"
+#include "cholesky_x86.h"
 
 #if QL_X86_SIMD
 #include <immintrin.h>
 
 namespace ql {
 
-QL_TARGET_AVX2 void solveLanesAvx2(bool trans, const float* L, size_t ldl, size_t nb, double* x) {
-  // x: nb rows of 8 doubles (x[c·8 + r], r = one of 8 right-hand-side rows), two ymm per row.
+namespace {
+
+constexpr size_t kW = kSolveLanes;
+static_assert(kW == 32, "the kernels below keep a row of 32 doubles in 8 ymm registers");
+
+/** In-register 8×8 transpose: r[i][j] ← r[j][i]. */
+QL_TARGET_AVX2 inline void transpose8x8(__m256 r[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+/** xc ← (xc − Σ_q l_q·x_q)·inv for the q (and their L entries, stride lstride) in [q0, q1). */
+QL_TARGET_AVX2 inline void solveRow(double* xc, const double* x, const float* l, size_t lstride, size_t q0, size_t q1,
+                                    double inv) {
+  __m256d a0 = _mm256_load_pd(xc), a1 = _mm256_load_pd(xc + 4), a2 = _mm256_load_pd(xc + 8);
+  __m256d a3 = _mm256_load_pd(xc + 12), a4 = _mm256_load_pd(xc + 16), a5 = _mm256_load_pd(xc + 20);
+  __m256d a6 = _mm256_load_pd(xc + 24), a7 = _mm256_load_pd(xc + 28);
+  for (size_t q = q0; q < q1; q++) {
+    const __m256d lq = _mm256_set1_pd(l[q * lstride]);
+    const double* xq = x + q * kW;
+    a0 = _mm256_fnmadd_pd(_mm256_load_pd(xq), lq, a0);
+    a1 = _mm256_fnmadd_pd(_mm256_load_pd(xq + 4), lq, a1);
+    a2 = _mm256_fnmadd_pd(_mm256_load_pd(xq + 8), lq, a2);
+    a3 = _mm256_fnmadd_pd(_mm256_load_pd(xq + 12), lq, a3);
+    a4 = _mm256_fnmadd_pd(_mm256_load_pd(xq + 16), lq, a4);
+    a5 = _mm256_fnmadd_pd(_mm256_load_pd(xq + 20), lq, a5);
+    a6 = _mm256_fnmadd_pd(_mm256_load_pd(xq + 24), lq, a6);
+    a7 = _mm256_fnmadd_pd(_mm256_load_pd(xq + 28), lq, a7);
+  }
+  const __m256d s = _mm256_set1_pd(inv);
+  _mm256_store_pd(xc, _mm256_mul_pd(a0, s));
+  _mm256_store_pd(xc + 4, _mm256_mul_pd(a1, s));
+  _mm256_store_pd(xc + 8, _mm256_mul_pd(a2, s));
+  _mm256_store_pd(xc + 12, _mm256_mul_pd(a3, s));
+  _mm256_store_pd(xc + 16, _mm256_mul_pd(a4, s));
+  _mm256_store_pd(xc + 20, _mm256_mul_pd(a5, s));
+  _mm256_store_pd(xc + 24, _mm256_mul_pd(a6, s));
+  _mm256_store_pd(xc + 28, _mm256_mul_pd(a7, s));
+}
+
+}  // namespace
+
+QL_TARGET_AVX2 void solveSlabAvx2(bool trans, const float* L, size_t ldl, size_t nb, double* x) {
   if (trans) {
-    for (size_t c = 0; c < nb; c++) {
-      __m256d a0 = _mm256_load_pd(x + c * 8), a1 = _mm256_load_pd(x + c * 8 + 4);
-      const float* lc = L + c * ldl;
-      for (size_t q = 0; q < c; q++) {
-        const __m256d l = _mm256_set1_pd(lc[q]);
-        a0 = _mm256_fnmadd_pd(_mm256_load_pd(x + q * 8), l, a0);
-        a1 = _mm256_fnmadd_pd(_mm256_load_pd(x + q * 8 + 4), l, a1);
-      }
-      const __m256d d = _mm256_set1_pd(lc[c]);
-      _mm256_store_pd(x + c * 8, _mm256_div_pd(a0, d));
-      _mm256_store_pd(x + c * 8 + 4, _mm256_div_pd(a1, d));
-    }
+    // Row c of L, entries q < c (contiguous).
+    for (size_t c = 0; c < nb; c++)
+      solveRow(x + c * kW, x, L + c * ldl, 1, 0, c, 1.0 / static_cast<double>(L[c * ldl + c]));
   } else {
-    for (size_t c = nb; c-- > 0;) {
-      __m256d a0 = _mm256_load_pd(x + c * 8), a1 = _mm256_load_pd(x + c * 8 + 4);
-      for (size_t q = c + 1; q < nb; q++) {
-        const __m256d l = _mm256_set1_pd(L[q * ldl + c]);
-        a0 = _mm256_fnmadd_pd(_mm256_load_pd(x + q * 8), l, a0);
-        a1 = _mm256_fnmadd_pd(_mm256_load_pd(x + q * 8 + 4), l, a1);
-      }
-      const __m256d d = _mm256_set1_pd(L[c * ldl + c]);
-      _mm256_store_pd(x + c * 8, _mm256_div_pd(a0, d));
-      _mm256_store_pd(x + c * 8 + 4, _mm256_div_pd(a1, d));
-    }
+    // Column c of L, entries q > c (stride ldl).
+    for (size_t c = nb; c-- > 0;)
+      solveRow(x + c * kW, x, L + c, ldl, c + 1, nb, 1.0 / static_cast<double>(L[c * ldl + c]));
   }
 }
 
-QL_TARGET_AVX2 void solveLeftColumnsAvx2(const float* L, size_t ldl, size_t m, float* B, size_t ldb, size_t width,
-                                         double* acc) {
-  // Row by row: x[i][:] = (b[i][:] − Σ_{q<i} L[i][q]·x[q][:]) / L[i][i], four columns per vector.
-  for (size_t i = 0; i < m; i++) {
-    float* bi = B + i * ldb;
-    size_t c = 0;
-    for (; c + 4 <= width; c += 4) _mm256_storeu_pd(acc + c, _mm256_cvtps_pd(_mm_loadu_ps(bi + c)));
-    for (; c < width; c++) acc[c] = bi[c];
-    for (size_t q = 0; q < i; q++) {
-      const __m256d l = _mm256_set1_pd(L[i * ldl + q]);
-      const float* xq = B + q * ldb;
-      for (c = 0; c + 4 <= width; c += 4)
-        _mm256_storeu_pd(acc + c, _mm256_fnmadd_pd(l, _mm256_cvtps_pd(_mm_loadu_ps(xq + c)), _mm256_loadu_pd(acc + c)));
-      for (; c < width; c++) acc[c] -= L[i * ldl + q] * static_cast<double>(xq[c]);
+QL_TARGET_AVX2 void loadTransposedAvx2(const float* B, size_t ldb, size_t rows, size_t nb, double* x) {
+  size_t r0 = 0;
+  for (; r0 + 8 <= rows; r0 += 8) {
+    size_t c0 = 0;
+    for (; c0 + 8 <= nb; c0 += 8) {
+      __m256 t[8];
+      for (int j = 0; j < 8; j++) t[j] = _mm256_loadu_ps(B + (r0 + j) * ldb + c0);
+      transpose8x8(t);  // t[q][j] = B[r0 + j][c0 + q]
+      for (int q = 0; q < 8; q++) {
+        double* d = x + (c0 + q) * kW + r0;
+        _mm256_store_pd(d, _mm256_cvtps_pd(_mm256_castps256_ps128(t[q])));
+        _mm256_store_pd(d + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(t[q], 1)));
+      }
     }
-    const __m256d d = _mm256_set1_pd(L[i * ldl + i]);
-    for (c = 0; c + 4 <= width; c += 4) _mm_storeu_ps(bi + c, _mm256_cvtpd_ps(_mm256_div_pd(_mm256_loadu_pd(acc + c), d)));
-    for (; c < width; c++) bi[c] = static_cast<float>(acc[c] / L[i * ldl + i]);
+    for (; c0 < nb; c0++)
+      for (size_t j = 0; j < 8; j++) x[c0 * kW + r0 + j] = B[(r0 + j) * ldb + c0];
+  }
+  for (; r0 < rows; r0++)
+    for (size_t c = 0; c < nb; c++) x[c * kW + r0] = B[r0 * ldb + c];
+  for (size_t c = 0; c < nb; c++)
+    for (size_t r = rows; r < kW; r++) x[c * kW + r] = 0;
+}
+
+QL_TARGET_AVX2 void storeTransposedAvx2(const double* x, size_t rows, size_t nb, float* B, size_t ldb) {
+  size_t r0 = 0;
+  for (; r0 + 8 <= rows; r0 += 8) {
+    size_t c0 = 0;
+    for (; c0 + 8 <= nb; c0 += 8) {
+      __m256 t[8];
+      for (int q = 0; q < 8; q++) {
+        const double* s = x + (c0 + q) * kW + r0;
+        t[q] = _mm256_set_m128(_mm256_cvtpd_ps(_mm256_load_pd(s + 4)), _mm256_cvtpd_ps(_mm256_load_pd(s)));
+      }
+      transpose8x8(t);  // t[j][q] = x[c0 + q][r0 + j]
+      for (int j = 0; j < 8; j++) _mm256_storeu_ps(B + (r0 + j) * ldb + c0, t[j]);
+    }
+    for (; c0 < nb; c0++)
+      for (size_t j = 0; j < 8; j++) B[(r0 + j) * ldb + c0] = static_cast<float>(x[c0 * kW + r0 + j]);
+  }
+  for (; r0 < rows; r0++)
+    for (size_t c = 0; c < nb; c++) B[r0 * ldb + c] = static_cast<float>(x[c * kW + r0]);
+}
+
+QL_TARGET_AVX2 void loadRowsAvx2(const float* B, size_t ldb, size_t rows, size_t width, double* x) {
+  for (size_t i = 0; i < rows; i++) {
+    const float* b = B + i * ldb;
+    double* d = x + i * kW;
+    size_t j = 0;
+    for (; j + 4 <= width; j += 4) _mm256_store_pd(d + j, _mm256_cvtps_pd(_mm_loadu_ps(b + j)));
+    for (; j < width; j++) d[j] = b[j];
+    for (; j < kW; j++) d[j] = 0;
+  }
+}
+
+QL_TARGET_AVX2 void storeRowsAvx2(const double* x, size_t rows, size_t width, float* B, size_t ldb) {
+  for (size_t i = 0; i < rows; i++) {
+    float* b = B + i * ldb;
+    const double* s = x + i * kW;
+    size_t j = 0;
+    for (; j + 4 <= width; j += 4) _mm_storeu_ps(b + j, _mm256_cvtpd_ps(_mm256_load_pd(s + j)));
+    for (; j < width; j++) b[j] = static_cast<float>(s[j]);
   }
 }
 

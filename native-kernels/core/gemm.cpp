@@ -1,11 +1,13 @@
 #include "gemm.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <new>
+#include <thread>
 #include <vector>
 
 #if defined(__linux__)
@@ -233,13 +235,6 @@ void sgemmTriangle(GemmTriangle tri, bool transA, bool transB, size_t m, size_t 
   const MicroKernel kernel = microKernel();
   const bool parallel = static_cast<double>(m) * n * k >= kParallelMinMacs && pool().threads() > 1;
   const size_t threads = parallel ? pool().threads() : 1;
-  const auto run = [&](size_t tasks, const std::function<void(size_t)>& body) {
-    if (parallel && tasks > 1) {
-      pool().parallelFor(tasks, body);
-    } else {
-      for (size_t t = 0; t < tasks; t++) body(t);
-    }
-  };
 
   float* packedB = threadBuffer(1, kKC * roundUp(std::min(n, kNC), kNR));
   for (size_t jc = 0; jc < n; jc += kNC) {
@@ -262,15 +257,15 @@ void sgemmTriangle(GemmTriangle tri, bool transA, bool transB, size_t m, size_t 
       // Pack the B panel, 8 strips per task.
       constexpr size_t kPackStrips = 8;
       const size_t packTasks = (strips + kPackStrips - 1) / kPackStrips;
-      run(packTasks, [&](size_t t) {
+      const auto pack = [&](size_t t) {
         if (isCancelled(cancel)) return;
         const size_t s0 = t * kPackStrips * kNR;
         const size_t width = std::min(kPackStrips * kNR, nc - s0);
         packB(transB, B, ldb, pc, kc, jc + s0, width, packedB + s0 * kc);
-      });
-      throwIfCancelled(cancel);
+      };
       // Tasks: MC row blocks × column sub-panels. Lower: the longest rows (bottom) first.
-      run(mBlocks * nSplit, [&](size_t t) {
+      const size_t computeTasks = mBlocks * nSplit;
+      const auto compute = [&](size_t t) {
         if (isCancelled(cancel)) return;
         const size_t blockIndex = lower ? mBlocks - 1 - t / nSplit : t / nSplit;
         const size_t split = t % nSplit;
@@ -298,7 +293,27 @@ void sgemmTriangle(GemmTriangle tri, bool transA, bool transB, size_t m, size_t 
                  alpha, betaP, lower, diag);
           }
         }
-      });
+      };
+      if (parallel && computeTasks > 1) {
+        // One fork-join per panel (recursive factorizations make hundreds of sgemm calls, and each
+        // join costs the threads that finish early): the first tasks pack the panel, the compute
+        // tasks after them wait for the packing to be done. Tasks are claimed in index order, so
+        // every packing task is already running when a compute task waits, and finishes.
+        std::atomic<size_t> packed{0};
+        pool().parallelFor(packTasks + computeTasks, [&](size_t t) {
+          if (t < packTasks) {
+            pack(t);
+            packed.fetch_add(1, std::memory_order_release);
+            return;
+          }
+          while (packed.load(std::memory_order_acquire) < packTasks) std::this_thread::yield();
+          compute(t - packTasks);
+        });
+      } else {
+        for (size_t t = 0; t < packTasks; t++) pack(t);
+        throwIfCancelled(cancel);
+        for (size_t t = 0; t < computeTasks; t++) compute(t);
+      }
       throwIfCancelled(cancel);
     }
   }

@@ -16,10 +16,12 @@ namespace ql {
 QL_TARGET_AVX2 void sgemmKernel6x16Avx2(size_t kc, const float* a, const float* b, float* c, size_t ldc,
                                         float alpha, float beta) {
   // C is usually far away (L3 or memory, one tile per 6 rows of a big matrix): ask for its lines
-  // now, so the misses overlap the k loop instead of stalling the stores at the end.
+  // now, so the misses overlap the k loop instead of stalling the stores at the end. Into L2, not
+  // L1: with a power-of-two row stride the six rows share an L1 set with the B strip the loop
+  // reads, and pulling them into L1 this early evicts it (measured: T0 ~3% slower at n = 4096).
   for (int r = 0; r < 6; r++) {
-    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 15), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T1);
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 15), _MM_HINT_T1);
   }
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;

@@ -33,10 +33,7 @@ void sgemmKernel6x16Avx2(size_t kc, const float* a, const float* b, float* c, si
 size_t sgemmPackRowsToStripAvx2(const float* const rows[6], size_t kc, float* dst);
 size_t sgemmPackColumnsToStripAvx2(const float* const cols[16], size_t kc, float* dst);
 
-// cholesky_x86.cpp: the triangular-solve leaves of cholesky.cpp, same operations in double with
-// FMA (agree with the portable loops to rounding). x: nb rows of 8 doubles, 32-byte aligned.
-void solveLanesAvx2(bool trans, const float* L, size_t ldl, size_t nb, double* x);
-void solveLeftColumnsAvx2(const float* L, size_t ldl, size_t m, float* B, size_t ldb, size_t width, double* acc);
+// cholesky_x86.cpp's triangular-solve leaves are declared in cholesky_x86.h.
 
 // rtn_x86.cpp: bit-identical to the scalar loops in rtn.cpp (min/max and finiteness of a group,
 // codes, dequantization).

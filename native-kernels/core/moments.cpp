@@ -15,6 +15,8 @@ namespace {
 // Below this many elements one thread is faster than waking the pool (measured: 2^17 elements
 // ~30 us on one AVX2 core, no faster on two; 2^18 ~20% faster on two).
 constexpr size_t kParallelMin = size_t{1} << 18;
+/** Most consecutive blocks one parallel task reduces (512 KiB). */
+constexpr size_t kBlocksPerTask = 4;
 
 // Math.min / Math.max as JavaScript defines them on non-NaN input: −0 < +0. (std::min would
 // keep whichever zero came first, and the TypeScript twin would disagree in the sign bit.)
@@ -119,7 +121,13 @@ Moments moments(const float* x, size_t n, const CancelFlag* cancel) {
   if (n < kParallelMin) {
     for (size_t b = 0; b < blocks; b++) reduceBlock(b);
   } else {
-    pool().parallelFor(blocks, reduceBlock);
+    // Tasks of up to kBlocksPerTask consecutive blocks: each thread streams longer runs of memory
+    // (the hardware prefetcher starts over at every jump; measured ~10% faster at 10^7 elements on
+    // two threads) while leaving ≥ 8 tasks per thread to balance. Only who computes a block changes.
+    const size_t perTask = std::clamp<size_t>(blocks / (8 * size_t{pool().threads()}), 1, kBlocksPerTask);
+    pool().parallelFor((blocks + perTask - 1) / perTask, [&](size_t t) {
+      for (size_t b = t * perTask; b < std::min(blocks, (t + 1) * perTask); b++) reduceBlock(b);
+    });
   }
   throwIfCancelled(cancel);
   // Pairwise tree: level by level, parts[i] = merge(parts[2i], parts[2i+1]), an odd last one

@@ -25,10 +25,12 @@ struct Moments {
 };
 
 /**
- * Elements per block. Each block is reduced in two passes (mean, then central sums; the second
- * pass reads it from L2), then blocks are combined by a pairwise tree of Pébay merges. The block
- * size and the tree shape are part of the contract: the TypeScript fallback in kernels/index.ts
- * uses the same ones, so it gives bit-identical results to the scalar path here.
+ * Elements per block. Each block is reduced on its own (the scalar kernel: two passes, mean then
+ * central sums; the AVX2 one: one pass of power sums about a shift, moved to the mean exactly, and
+ * a second pass only when the shift was poor), then blocks are combined by a pairwise tree of
+ * Pébay merges. The block size and the tree shape are part of the contract: the TypeScript
+ * fallback in kernels/index.ts uses the same ones, so it gives bit-identical results to the
+ * scalar path here.
  */
 constexpr size_t kMomentsBlock = 32768;
 

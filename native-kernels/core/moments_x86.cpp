@@ -5,6 +5,7 @@
 #if QL_X86_SIMD
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace ql {
@@ -35,10 +36,11 @@ QL_TARGET_AVX2 inline __m256d centered4(const float* x, __m256d mean) {
 }
 
 /**
- * Second pass: m2 += d², m3 += d²·d, m4 += d²·d² with d = x − mean in double. Three independent
- * accumulator sets (12 floats per step) cover the 4-cycle FMA latency and, with the temporaries,
- * fit the 16 ymm registers (a fourth set measured no faster; loading all sets' inputs first made
- * GCC spill accumulators to the stack and ran 2x slower).
+ * Central sums about a known mean (the masked kernel's second pass, and the one-pass kernel's
+ * when its shift was poor): m2 += d², m3 += d²·d, m4 += d²·d² with d = x − mean in double.
+ * Three independent accumulator sets (12 floats per step) cover the 4-cycle FMA latency and,
+ * with the temporaries, fit the 16 ymm registers (a fourth set measured no faster; loading all
+ * sets' inputs first made GCC spill accumulators to the stack and ran 2x slower).
  */
 template <bool Masked>
 QL_TARGET_AVX2 void centralSums(const float* x, size_t n, double mean, double& m2Out, double& m3Out,
@@ -158,50 +160,137 @@ QL_TARGET_AVX2 Moments maskedBlock(const float* x, size_t len) {
   return r;
 }
 
+/**
+ * Shifted power sums of a run, one pass: S_k = Σ (x − c)^k for k = 1..4 in double (c a rough
+ * mean; Shift = false: c = 0 and no subtraction, ~15% faster), plus min and max (float, exact).
+ * Two accumulator sets of four lanes; with the shift, min/max and temporaries that is all 16 ymm
+ * registers (a third set, or unrolling the two, spills and runs 2× slower).
+ * A NaN or ±Inf in x makes S1 non-finite; the caller checks.
+ */
+struct ShiftedSums {
+  double s1, s2, s3, s4;
+  float min, max;
+};
+
+template <bool Shift>
+QL_TARGET_AVX2 ShiftedSums shiftedSums(const float* x, size_t n, double c) {
+  const __m256d cv = _mm256_set1_pd(c);
+  __m256d s1a = _mm256_setzero_pd(), s2a = s1a, s3a = s1a, s4a = s1a;
+  __m256d s1b = s1a, s2b = s1a, s3b = s1a, s4b = s1a;
+  __m256 vmin = _mm256_set1_ps(1.0f / 0.0f), vmax = _mm256_set1_ps(-1.0f / 0.0f);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    vmin = _mm256_min_ps(vmin, v);
+    vmax = _mm256_max_ps(vmax, v);
+    __m256d da = _mm256_cvtps_pd(_mm_loadu_ps(x + i));
+    if (Shift) da = _mm256_sub_pd(da, cv);
+    const __m256d a2 = _mm256_mul_pd(da, da);
+    s1a = _mm256_add_pd(s1a, da);
+    s2a = _mm256_add_pd(s2a, a2);
+    s3a = _mm256_fmadd_pd(a2, da, s3a);
+    s4a = _mm256_fmadd_pd(a2, a2, s4a);
+    __m256d db = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
+    if (Shift) db = _mm256_sub_pd(db, cv);
+    const __m256d b2 = _mm256_mul_pd(db, db);
+    s1b = _mm256_add_pd(s1b, db);
+    s2b = _mm256_add_pd(s2b, b2);
+    s3b = _mm256_fmadd_pd(b2, db, s3b);
+    s4b = _mm256_fmadd_pd(b2, b2, s4b);
+  }
+  ShiftedSums r;
+  r.s1 = hsum(_mm256_add_pd(s1a, s1b));
+  r.s2 = hsum(_mm256_add_pd(s2a, s2b));
+  r.s3 = hsum(_mm256_add_pd(s3a, s3b));
+  r.s4 = hsum(_mm256_add_pd(s4a, s4b));
+  alignas(32) float lmin[8], lmax[8];
+  _mm256_store_ps(lmin, vmin);
+  _mm256_store_ps(lmax, vmax);
+  r.min = 1.0f / 0.0f;
+  r.max = -1.0f / 0.0f;
+  for (int k = 0; k < 8; k++) {
+    if (lmin[k] < r.min) r.min = lmin[k];
+    if (lmax[k] > r.max) r.max = lmax[k];
+  }
+  for (; i < n; i++) {
+    const double d = static_cast<double>(x[i]) - c;
+    const double d2 = d * d;
+    r.s1 += d;
+    r.s2 += d2;
+    r.s3 += d2 * d;
+    r.s4 += d2 * d2;
+    if (x[i] < r.min) r.min = x[i];
+    if (x[i] > r.max) r.max = x[i];
+  }
+  return r;
+}
+
+/** Elements that choose the shift c of a block: a few microseconds of it, in L1 afterwards. */
+constexpr size_t kShiftSample = 2048;
+
+/**
+ * The shift for the one-pass sums of a block, from its first kShiftSample elements (fp32 lane
+ * sums: only a guess, the result does not rely on it): 0 when the sample's mean is small against
+ * its root mean square (|mean| ≤ rms/16, no subtraction needed), else the sample's mean.
+ * NaN when the sample holds NaN (the caller then finds S1 non-finite).
+ */
+QL_TARGET_AVX2 double shiftFromSample(const float* x, size_t n) {
+  __m256 sum = _mm256_setzero_ps(), sq = sum;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    sum = _mm256_add_ps(sum, v);
+    sq = _mm256_fmadd_ps(v, v, sq);
+  }
+  alignas(32) float lsum[8], lsq[8];
+  _mm256_store_ps(lsum, sum);
+  _mm256_store_ps(lsq, sq);
+  double s = 0, q = 0;
+  for (int k = 0; k < 8; k++) {
+    s += lsum[k];
+    q += lsq[k];
+  }
+  for (; i < n; i++) {
+    s += x[i];
+    q += static_cast<double>(x[i]) * x[i];
+  }
+  const double mean = s / static_cast<double>(n), meanSquare = q / static_cast<double>(n);
+  return 256 * mean * mean <= meanSquare ? 0.0 : mean;
+}
+
 }  // namespace
 
 QL_TARGET_AVX2 Moments momentsBlockAvx2(const float* x, size_t len) {
   if (len == 0) return Moments{};
-  // Pass 1, optimistic: assume every value is finite and skip all masking. A NaN or ±Inf
-  // anywhere makes the double sum NaN or ±Inf (finite floats cannot overflow it: 2^15 values
-  // below 3.5e38), so a non-finite sum sends the block to the masked kernel instead.
-  __m256d sum[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
-  __m256 vmin = _mm256_set1_ps(1.0f / 0.0f), vmax = _mm256_set1_ps(-1.0f / 0.0f);
-  size_t i = 0;
-  for (; i + 16 <= len; i += 16) {
-    const __m256 a = _mm256_loadu_ps(x + i);
-    const __m256 b = _mm256_loadu_ps(x + i + 8);
-    sum[0] = _mm256_add_pd(sum[0], _mm256_cvtps_pd(_mm_loadu_ps(x + i)));
-    sum[1] = _mm256_add_pd(sum[1], _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4)));
-    sum[2] = _mm256_add_pd(sum[2], _mm256_cvtps_pd(_mm_loadu_ps(x + i + 8)));
-    sum[3] = _mm256_add_pd(sum[3], _mm256_cvtps_pd(_mm_loadu_ps(x + i + 12)));
-    vmin = _mm256_min_ps(_mm256_min_ps(a, b), vmin);
-    vmax = _mm256_max_ps(_mm256_max_ps(a, b), vmax);
-  }
-  double s = hsum(_mm256_add_pd(_mm256_add_pd(sum[0], sum[1]), _mm256_add_pd(sum[2], sum[3])));
-  alignas(32) float lmin[8], lmax[8];
-  _mm256_store_ps(lmin, vmin);
-  _mm256_store_ps(lmax, vmax);
-  double min = 1.0 / 0.0, max = -1.0 / 0.0;
-  for (int k = 0; k < 8; k++) {
-    if (lmin[k] < min) min = lmin[k];
-    if (lmax[k] > max) max = lmax[k];
-  }
-  for (; i < len; i++) {
-    const double v = x[i];
-    s += v;
-    if (v < min) min = v;
-    if (v > max) max = v;
-  }
-  if (!std::isfinite(s)) return maskedBlock(x, len);
+  // One pass instead of two: power sums about a shift c (the rough mean of the first elements),
+  // S_k = Σ dᵏ with d = x − c, then moved to the block's mean c + e, e = S1/n, exactly by the
+  // binomial theorem (Σ(d−e)ᵏ). While |e| is small against the spread, the summands are as large
+  // as the central ones and the corrections are small, so the rounding is that of the two-pass
+  // sums; otherwise (a block whose start is not typical of it, or no spread at all) the central
+  // sums are taken again about the mean now known (the two-pass algorithm, from L2).
+  const double c = shiftFromSample(x, std::min(len, kShiftSample));
+  const ShiftedSums s = c == 0 ? shiftedSums<false>(x, len, 0) : shiftedSums<true>(x, len, c);
+  // A NaN or ±Inf anywhere makes S1 (or c) non-finite; finite floats cannot overflow the double
+  // sums (|d|⁴ ≤ (7e38)⁴ ≈ 2e155). Such a block goes to the masked kernel.
+  if (!std::isfinite(s.s1) || !std::isfinite(c)) return maskedBlock(x, len);
   Moments r;
   r.n = static_cast<double>(len);
-  r.mean = s / r.n;
-  r.min = min;
-  r.max = max;
-  r.absmax = std::fmax(std::fabs(min), std::fabs(max));  // |x| is largest at an end of the range
   r.nonFinite = 0;
-  centralSums<false>(x, len, r.mean, r.m2, r.m3, r.m4);
+  r.min = s.min;
+  r.max = s.max;
+  r.absmax = std::fmax(std::fabs(r.min), std::fabs(r.max));  // |x| is largest at an end of the range
+  const double e = s.s1 / r.n;
+  r.mean = c + e;
+  if (64 * e * s.s1 <= s.s2) {
+    // e² ≤ (σ² + e²)/64: with n·e = S1,
+    //   Σ(d−e)² = S2 − e·S1,  Σ(d−e)³ = S3 − 3e·S2 + 2e²·S1,  Σ(d−e)⁴ = S4 − 4e·S3 + 6e²·S2 − 3e³·S1.
+    const double e2 = e * e;
+    r.m2 = s.s2 - e * s.s1;
+    r.m3 = s.s3 - 3 * e * s.s2 + 2 * e2 * s.s1;
+    r.m4 = s.s4 - 4 * e * s.s3 + 6 * e2 * s.s2 - 3 * e2 * e * s.s1;
+  } else {
+    centralSums<false>(x, len, r.mean, r.m2, r.m3, r.m4);
+  }
   return r;
 }
 

@@ -273,6 +273,53 @@ describe.skipIf(NATIVE_DISABLED)("native Cholesky family", () => {
     });
   });
 
+  describe("sizes around the solve leaves (32-row slabs, 8×8 transposes, leaves of ≤ 32)", () => {
+    // The triangular solves inside all three run on slabs of 32 right-hand sides (rows for X·Lᵀ = B,
+    // columns for L·X = B) moved through 8×8 transposes: sizes off those multiples leave partial
+    // slabs and tiles, in every combination as the recursion splits n.
+    const SIZES = [3, 8, 9, 17, 31, 32, 33, 40, 47, 63, 65, 97, 129, 191, 257];
+
+    it.each(SIZES)("n = %i: cholesky, trtriLower and the GPTQ factor against float64", async (n) => {
+      const A = await spd(n, 100 + n);
+      const L = A.slice();
+      expect(await cholesky(L, n)).toEqual({ ok: true });
+      const R = A.slice();
+      choleskyRef(R, n);
+      expect(relFrobenius(L, R)).toBeLessThan(CHOLESKY_RESIDUAL_TOL);
+      const X = L.slice();
+      await trtriLower(X, n);
+      const Xr = L.slice();
+      trtriLowerRef(Xr, n);
+      expect(relFrobenius(X, Xr)).toBeLessThan(TRTRI_IDENTITY_TOL);
+      expect(strictUpperIsZero(X, n)).toBe(true);
+      const U = A.slice();
+      expect(await gptqInverseCholeskyUpper(U, n)).toBe(-1);
+      expect(relFrobenius(U, torchRoute(A, n))).toBeLessThan(GPTQ_FACTOR_TOL);
+    });
+
+    it("n = 523 (odd, every slab partial): SIMD, scalar, one and eight threads agree", async () => {
+      const n = 523;
+      const A = await spd(n, 77);
+      const runs: Float32Array[] = [];
+      for (const [simd, threads] of [["auto", 0], ["auto", 1], ["auto", 8], ["scalar", 0]] as const) {
+        native.setSimd(simd);
+        native.setThreads(threads);
+        const X = A.slice();
+        await cholesky(X, n);
+        await trtriLower(X, n);
+        runs.push(X);
+      }
+      // Thread count: bit for bit (fixed blocks); scalar vs SIMD leaves: rounding only.
+      expect(Buffer.from(runs[1].buffer).equals(Buffer.from(runs[0].buffer))).toBe(true);
+      expect(Buffer.from(runs[2].buffer).equals(Buffer.from(runs[0].buffer))).toBe(true);
+      expect(relFrobenius(runs[3], runs[0])).toBeLessThan(1e-5);
+      const R = A.slice();
+      choleskyRef(R, n);
+      trtriLowerRef(R, n);
+      expect(relFrobenius(runs[0], R)).toBeLessThan(TRTRI_IDENTITY_TOL);
+    });
+  });
+
   describe("refusals, cancellation, event loop", () => {
     it("NaN/Inf is refused naming the function, argument and element", async () => {
       const A = await spd(40, 1);

@@ -71,10 +71,15 @@ describe.skipIf(NATIVE_DISABLED)("kernels/index.ts on the native backend", () =>
   it("an AbortSignal cancels native calls with CancelledError", async () => {
     const x = new Float32Array(20_000_000).fill(1);
     kernels.setThreads(1);
+    // moments of 2·10^7 values takes a few ms, about what a descheduled or GC-paused JS thread can
+    // lose between the call and abort(): queue the call behind signal-less ones that fill libuv's
+    // pool (4 threads by default), so it is still waiting when the signal fires.
+    const blockers = Array.from({ length: 8 }, () => kernels.moments(x));
     const controller = new AbortController();
     const p = kernels.moments(x, { signal: controller.signal });
     controller.abort();
     await expect(p).rejects.toBeInstanceOf(CancelledError);
+    await Promise.all(blockers);
     await expect(kernels.moments(x, { signal: controller.signal })).rejects.toThrow("moments cancelled");
 
     const c2 = new AbortController();
