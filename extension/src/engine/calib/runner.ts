@@ -107,17 +107,7 @@ export async function calibrate(model: OnnxModel, data: TokenData, opts: Calibra
       await ctx.finishPass(acc);
     }
   }
-  return {
-    model: model.file,
-    data: data.file,
-    tokens: data.tokens,
-    sequences: data.sequences.length,
-    seconds: (performance.now() - t0) / 1000,
-    passes: ctx.pass,
-    provider: ctx.provider,
-    notes: ctx.notes,
-    taps: ctx.results,
-  };
+  return ctx.result(t0);
 }
 
 /** A kernel interrupted mid-batch names itself; the user cancelled the calibration. */
@@ -191,6 +181,20 @@ class PassContext {
     );
     this.done += batch.length * seqLen;
     this.opts.onProgress?.({ pass: this.pass, passes: this.totalPasses, tokens: this.done, totalTokens: this.totalTokens });
+  }
+
+  result(t0: number): CalibrationResult {
+    return {
+      model: this.model.file,
+      data: this.data.file,
+      tokens: this.data.tokens,
+      sequences: this.data.sequences.length,
+      seconds: (performance.now() - t0) / 1000,
+      passes: this.pass,
+      provider: this.provider,
+      notes: this.notes,
+      taps: this.results,
+    };
   }
 
   /** Hand a finished run's taps to the sink (which may drop their Hessians) and keep them. */
@@ -329,17 +333,7 @@ export async function calibrateSequential(
       throw asCalibrationCancel(e);
     }
   }
-  return {
-    model: model.file,
-    data: data.file,
-    tokens: data.tokens,
-    sequences: data.sequences.length,
-    seconds: (performance.now() - t0) / 1000,
-    passes: ctx.pass,
-    provider: ctx.provider,
-    notes: ctx.notes,
-    taps: ctx.results,
-  };
+  return ctx.result(t0);
 }
 
 /** The taps a calibration makes: every linear layer's input, or the subset `tensors`. */
