@@ -3,6 +3,7 @@
 // gives. Two report shapes are read: the `quantlens-report` (engine/report/schema.ts) and the
 // exporter's per-layer list (`format_version: 1`, layers with name/bits/group/rel_proxy_loss).
 import type { LayerRow, QuantLensReport } from "../engine/report/schema";
+import type { LayerInfo } from "../protocol/common";
 
 /** What the tree needs of a linear layer (from the report, else from the model's index). */
 export interface TreeLayerInput {
@@ -14,18 +15,10 @@ export interface TreeLayerInput {
   dtype?: string;
 }
 
-/** Per-layer figures a report gives. */
-export interface LayerFigures {
-  method: string | null;
-  bits: number | null;
-  group: number | null;
-  /** Normalised proxy loss tr((W−Q)H(W−Q)ᵀ)/tr(WHWᵀ). */
-  proxyLoss: number | null;
-  outliers: number | null;
-  sensitivity: number | null;
-  /** Why the layer stayed in float, when it did. */
+/** Per-layer figures a report gives: the overview panel's, and why a layer stayed in float. */
+export type LayerFigures = Pick<LayerInfo, "method" | "bits" | "group" | "proxyLoss" | "outliers" | "sensitivity"> & {
   kept?: string;
-}
+};
 
 export interface LayerNode {
   kind: "layer";

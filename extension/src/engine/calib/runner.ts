@@ -231,13 +231,22 @@ function stagePlanFor(model: OnnxModel, data: TokenData, taps: Tap[], opts: Cali
   return heldBytes <= (opts.maxMemory ?? defaultMaxMemory()) / 4 ? { plan, heldBytes } : null;
 }
 
-/** Stage by stage (calib/staged.ts): each tap is read in the stage that computes it. */
-async function calibrateStaged(ctx: PassContext, { plan, heldBytes }: { plan: StagePlan; heldBytes: number }, taps: Tap[]): Promise<void> {
+/**
+ * The staged forward over the calibration batches, the stage each tap is read in (the one that
+ * computes it; graph inputs in the first) and the last stage any tap needs.
+ */
+function stagedRun(ctx: PassContext, plan: StagePlan, taps: Tap[]) {
   const { model, batches, opts } = ctx;
   const initializerNames = new Set(model.graph.initializer.map((t) => t.name));
   const fwd = new StagedForward(model, plan, batches.map((b) => buildFeeds(model.graph.input, initializerNames, b)), opts);
   const stageOf = (t: Tap) => Math.max(0, plan.producerStage.get(t.tensor) ?? 0);
-  const last = Math.max(...taps.map(stageOf));
+  return { fwd, stageOf, last: Math.max(...taps.map(stageOf)) };
+}
+
+/** Stage by stage (calib/staged.ts): each tap is read in the stage that computes it. */
+async function calibrateStaged(ctx: PassContext, { plan, heldBytes }: { plan: StagePlan; heldBytes: number }, taps: Tap[]): Promise<void> {
+  const { batches, opts } = ctx;
+  const { fwd, stageOf, last } = stagedRun(ctx, plan, taps);
   const runs: { stage: number; taps: Tap[]; expose: string[]; advance: boolean }[] = [];
   for (let k = 0; k <= last; k++) {
     const stage = plan.stages[k];
@@ -306,10 +315,7 @@ export async function calibrateSequential(
     }
   } else {
     const plan = staged.plan;
-    const initializerNames = new Set(model.graph.initializer.map((t) => t.name));
-    const fwd = new StagedForward(model, plan, batches.map((b) => buildFeeds(model.graph.input, initializerNames, b)), opts);
-    const stageOf = (t: Tap) => Math.max(0, plan.producerStage.get(t.tensor) ?? 0);
-    const last = Math.max(...taps.map(stageOf));
+    const { fwd, stageOf, last } = stagedRun(ctx, plan, taps);
     ctx.totalTokens = data.tokens * taps.length;
     ctx.totalPasses = taps.length + last;
     try {
