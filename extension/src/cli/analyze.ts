@@ -36,6 +36,7 @@ interface AnalyzeFlags extends RunFlags {
   tokens?: string[];
   seed: string;
   rotation: string;
+  rotationTries: string;
   force?: boolean;
   json?: boolean;
 }
@@ -55,6 +56,7 @@ export function registerAnalyze(program: Command): void {
     .option("--tokens <tensor...>", "tensors to give a tokens × channels heatmap (default: the strongest outlier's)")
     .option("--seed <n>", "QuIP base seed for the rotation (as quantize --method quip)", "0")
     .option("--rotation <kind>", "QuIP rotation kind: kron, hadamard or auto", "kron")
+    .option("--rotation-tries <n>", "QuIP draws of U and V per input tensor, the most incoherent kept (as quantize --method quip)", "8")
     .option("--force", "replace the report if it exists")
     .option("--json", "print one JSON object on stdout");
   addRunOptions(cmd)
@@ -63,6 +65,7 @@ export function registerAnalyze(program: Command): void {
       const [setting] = parseSettings(f.method, f.bits, f.group);
       if (!["kron", "hadamard", "auto"].includes(f.rotation)) throw new UsageError(`--rotation must be kron, hadamard or auto, not '${f.rotation}'`);
       if (!/^\d+$/.test(f.seed) || Number(f.seed) > 0xffffffff) throw new UsageError(`--seed must be an integer in [0, 2^32), not '${f.seed}'`);
+      if (!/^\d+$/.test(f.rotationTries) || !(Number(f.rotationTries) >= 1 && Number(f.rotationTries) <= 256)) throw new UsageError(`--rotation-tries must be an integer in 1..256, not '${f.rotationTries}'`);
       const model = await OnnxModel.load(modelPath);
       try {
         if (f.output) checkOutput(f.output, { force: f.force, inputs: [modelPath, f.data, f.eval, ...externalFiles(model)] });
@@ -78,6 +81,7 @@ export function registerAnalyze(program: Command): void {
             percdamp: opts.percdamp,
             quipSeed: Number(f.seed),
             quipRotation: f.rotation as "kron" | "hadamard" | "auto",
+            quipRotationTries: Number(f.rotationTries),
             propagation: setting,
             sensitivity: [setting],
             tokenHeatmaps: f.tokens ?? "auto",

@@ -12,6 +12,7 @@ import { DEFAULT_CONFIG, checkConfig, type QuantConfig } from "../../../extensio
 import { readWeightOutIn } from "../../../extension/src/engine/quant/layer-weights";
 import { proxyLoss } from "../../../extension/src/engine/quant/proxy";
 import {
+  chooseQuipRotations,
   dequantizeGrid,
   hessianIncoherence,
   ldlqFixedGrid,
@@ -30,6 +31,7 @@ import {
   type QuipSettings,
 } from "../../../extension/src/engine/quant/quip";
 import { gptqQuantize } from "../../../extension/src/engine/kernels/gptq";
+import { symmetricEigen } from "../../../extension/src/engine/kernels/eigen";
 import { randomOrthogonalTransform } from "../../../extension/src/engine/kernels/transforms";
 import { exportQuantized } from "../../../extension/src/engine/export/export";
 import { transformSubgraph } from "../../../extension/src/engine/export/rotation";
@@ -291,6 +293,38 @@ describe("QuIP on stories260K", () => {
     expect(Math.max(...ha)).toBeLessThan(Math.max(...hb));
     expect(ha.filter((x, i) => x < hb[i]).length).toBeGreaterThanOrEqual(hb.length - 2);
   });
+
+  it("keeps the rotations chooseQuipRotations picks from --rotation-tries draws (one draw = the seed convention's)", async () => {
+    const index = indexLinears(model);
+    const layers = index.layers.filter((l) => l.role !== "lm_head");
+    const inputs = [...new Set(layers.map((l) => l.input))];
+    const c = await calibrate(model, data, { tensors: inputs });
+    const config = checkConfig({ ...DEFAULT_CONFIG, method: "quip", bits: 4, group: 0, quipRotationTries: 4 });
+    const q = await quantizeModel(model, config, { data });
+    const one = await quantizeModel(model, { ...config, quipRotationTries: 1 }, { data });
+    let moved = 0;
+    for (const input of inputs) {
+      const tl = layers.filter((l) => l.input === input);
+      const h = c.taps.find((t) => t.tap.tensor === input)!.hessian!;
+      const vectors = (await symmetricEigen(h, tl[0].in, { vectors: true })).vectors!;
+      const ws = tl.map((l) => ({ id: l, w: readWeightOutIn(model, l) }));
+      const chosen = await chooseQuipRotations(ws, vectors, 0, "kron", 4);
+      const draw0 = await chooseQuipRotations(ws, vectors, 0, "kron", 1);
+      const score = (x: typeof chosen) => x.muH! * Math.exp([...x.muW.values()].reduce((a, m) => a + Math.log(m), 0) / x.muW.size);
+      // The kept pair is never less incoherent than the single draw (draw 0 is among the candidates).
+      expect(score(chosen)).toBeLessThanOrEqual(score(draw0) + 1e-12);
+      for (const l of tl) {
+        const rot = q.layers.find((x) => x.layer.name === l.name)!.rotation!;
+        expect(rot.v).toEqual(chosen.v);
+        expect(rot.u).toEqual(chosen.u.get(l.name));
+        expect(one.layers.find((x) => x.layer.name === l.name)!.rotation!.u).toEqual(quipRotationSpecs(l, 0).u);
+        expect(one.layers.find((x) => x.layer.name === l.name)!.rotation!.v).toEqual(quipRotationSpecs(l, 0).v);
+        if (chosen.drawV !== 0 || chosen.drawU.get(l.name) !== 0) moved++;
+      }
+    }
+    expect(moved).toBeGreaterThan(0); // 4 draws do change some rotations
+    await expect(quantizeModel(model, { ...config, quipRotationTries: 0 }, { data })).rejects.toThrow(/--rotation-tries/);
+  }, 60000);
 
   const c = loadRefCases().find((x) => x.name === "b2_t64")!;
   it.each([

@@ -6,12 +6,12 @@ import type { TokenData } from "../calib/data";
 import { planTaps, type Tap } from "../calib/taps";
 import { gptqQuantize } from "../kernels/gptq";
 import { readWeightOutIn } from "../quant/layer-weights";
-import type { QuipRotationKind } from "../quant/quip";
+import { QUIP_DEFAULTS, type QuipRotationKind } from "../quant/quip";
 import { encodeF32, type Bits, type IncoherenceRow, type LayerRow, type ProxyTable, type QuantLensReport, type SpectrumRow, type WeightRow } from "../report/schema";
 import { newReport, setSection } from "../report/write";
 import { countOutlierTokens, tokenHeatmap } from "./activation-scan";
 import { effectiveGroup, type Setting } from "./fake-quant";
-import { muH, muW, pairedHistograms, quipRotation, rotateEigenvectors, rotateWeight } from "./incoherence";
+import { chosenQuipRotations, muH, muW, pairedHistograms, rotateEigenvectors, rotateWeight, type QuipRotation } from "./incoherence";
 import { activationRows, DEFAULT_OUTLIER_RULE, heatmapOf, outlierChannels, outlierThreshold, persistentOutliers, type OutlierRule } from "./outliers";
 import { errorPropagation } from "./propagation";
 import { FpReference, measureSensitivity, sensitivityTargets } from "./sensitivity";
@@ -32,9 +32,10 @@ export interface AnalyzeOptions {
   /** Held-out data: when given, sensitivity by role and by layer at `sensitivity` settings. */
   evalData?: TokenData;
   percdamp?: number;
-  /** QuIP's base seed and rotation kind (the same as `quantize --method quip` uses). */
+  /** QuIP's base seed, rotation kind and draws (the same as `quantize --method quip` uses). */
   quipSeed?: number;
   quipRotation?: QuipRotationKind;
+  quipRotationTries?: number;
   /** Proxy-loss table grid (default 2/3/4/8 bits × groups 32/128/per-channel × rtn/gptq). */
   proxyBits?: Bits[];
   proxyGroups?: number[];
@@ -124,14 +125,24 @@ export async function analyzeModel(model: OnnxModel, opts: AnalyzeOptions): Prom
         dead_inputs: sp.deadInputs,
       });
       const muHBefore = sp.vectors ? muH(sp.vectors, n) : null;
-      for (const name of r.tap.layers) {
-        const l = layersByName.get(name)!;
-        if (!["float32", "float16", "bfloat16"].includes(l.dtype)) continue;
+      const floats = r.tap.layers.map((name) => layersByName.get(name)!).filter((l) => ["float32", "float16", "bfloat16"].includes(l.dtype));
+      const ws = new Map(floats.map((l) => [l.name, readWeightOutIn(model, l)])); // W: [out × in]
+      const rotations = floats.length
+        ? await chosenQuipRotations(
+            floats.map((l) => ({ layer: l, w: ws.get(l.name)! })),
+            sp.vectors ?? null,
+            opts.quipSeed ?? QUIP_DEFAULTS.quipSeed,
+            opts.quipRotation ?? QUIP_DEFAULTS.quipRotation,
+            opts.quipRotationTries ?? QUIP_DEFAULTS.quipRotationTries,
+            opts.signal,
+          )
+        : new Map<string, QuipRotation>();
+      for (const l of floats) {
         if (opts.signal?.aborted) throw new CancelledError("analysis");
         log(`incoherence and proxy losses of ${l.name}`);
-        const w = readWeightOutIn(model, l); // W: [out × in]
+        const w = ws.get(l.name)!;
         weights.push(weightRow(l, w, rule));
-        const rot = quipRotation(l, opts.quipSeed ?? 0, opts.quipRotation ?? "kron");
+        const rot = rotations.get(l.name)!;
         const wr = await rotateWeight(w, l.out, l.in, rot);
         const [before, after] = pairedHistograms(w, wr);
         incoherence.push({
@@ -140,7 +151,7 @@ export async function analyzeModel(model: OnnxModel, opts: AnalyzeOptions): Prom
           mu_h: muHBefore,
           mu_w_rotated: muW(wr, l.out, l.in),
           mu_h_rotated: sp.vectors ? muH(await rotateEigenvectors(sp.vectors, n, rot.v), n) : null,
-          rotation: { kind: rot.kind, seed_u: rot.u.seed, seed_v: rot.v.seed, source: rot.source },
+          rotation: { kind: rot.kind, seed_u: rot.u.seed, seed_v: rot.v.seed, source: rot.source, tries: rot.tries },
           hist_before: before,
           hist_after: after,
         });

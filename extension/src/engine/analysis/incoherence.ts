@@ -1,6 +1,6 @@
 import type { LinearLayer } from "../onnx/linear";
 import type { OrthogonalTransform } from "../kernels/transforms";
-import { quipRotations, type QuipRotationKind } from "../quant/quip";
+import { chooseQuipRotations, quipRotations, transformOf, type QuipRotationKind } from "../quant/quip";
 import type { Histogram } from "../report/schema";
 import { transpose } from "../quant/layer-weights";
 
@@ -11,7 +11,7 @@ import { transpose } from "../quant/layer-weights";
  * processing W ← U W Vᵀ, H ← V H Vᵀ with random orthogonal U, V lowers them; the rotated
  * eigenvectors are V Q, so μ_H after rotation needs no second eigendecomposition.
  */
-export { weightIncoherence as muW, eigenvectorIncoherence as muH } from "../quant/quip";
+export { weightIncoherence as muW, eigenvectorIncoherence as muH, rotateEigenvectors } from "../quant/quip";
 
 /** The orthogonal pair QuIP applies to one layer: W ← U W Vᵀ (U: [out × out], V: [in × in]). */
 export interface QuipRotation {
@@ -20,16 +20,36 @@ export interface QuipRotation {
   kind: string;
   /** "quip": quant/quip.ts's own seeds and kinds (the quantizer's convention). */
   source: "quip" | "analysis";
+  /** Draws compared (quip.ts chooseQuipRotations; 1 = the seed convention's single draw). */
+  tries: number;
 }
 
 /**
  * The rotation `quantize --method quip` applies to this layer with the same base seed and kind
- * (quant/quip.ts quipRotations: V shared by the layers reading one tensor, U per layer). QuIP's
- * diagonal rescaling D̃ is not part of μ's definition and is left out.
+ * and one draw (quant/quip.ts quipRotations: V shared by the layers reading one tensor, U per
+ * layer). QuIP's diagonal rescaling D̃ is not part of μ's definition and is left out.
  */
 export function quipRotation(layer: LinearLayer, seed = 0, kind: QuipRotationKind = "kron"): QuipRotation {
   const { u, v } = quipRotations(layer, seed, kind);
-  return { u, v, kind, source: "quip" };
+  return { u, v, kind, source: "quip", tries: 1 };
+}
+
+/**
+ * The rotations `quantize --method quip` chooses for the layers reading one tensor from `tries`
+ * draws (quip.ts chooseQuipRotations, same seeds, kind and rule), by layer name. `eigenvectors`:
+ * of the tensor's H (null: chosen by μ_W alone, as the quantizer does above EIGEN_MAX_N_VECTORS).
+ */
+export async function chosenQuipRotations(
+  layers: { layer: LinearLayer; w: Float32Array }[],
+  eigenvectors: Float64Array | null,
+  seed: number,
+  kind: QuipRotationKind,
+  tries: number,
+  signal?: AbortSignal,
+): Promise<Map<string, QuipRotation>> {
+  const c = await chooseQuipRotations(layers.map((l) => ({ id: l.layer, w: l.w })), eigenvectors, seed, kind, tries, signal);
+  const v = transformOf(c.v);
+  return new Map(layers.map(({ layer }) => [layer.name, { u: transformOf(c.u.get(layer.name)!), v, kind, source: "quip", tries }]));
 }
 
 /** U W Vᵀ for W [rows × cols]: V on every row, then U on every column. */
@@ -39,14 +59,6 @@ export async function rotateWeight(w: Float32Array, rows: number, cols: number, 
   const t = transpose(x, rows, cols); // [cols × rows]
   await r.u.apply(t, cols); // columns ← U col: U W Vᵀ (transposed)
   return transpose(t, cols, rows);
-}
-
-/** V Q for eigenvectors Q [n × n] (column j = eigenvector j): the rotated H's eigenvectors. */
-export async function rotateEigenvectors(q: Float64Array, n: number, v: OrthogonalTransform): Promise<Float32Array> {
-  const t = new Float32Array(n * n); // row j = eigenvector j
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) t[j * n + i] = q[i * n + j];
-  await v.apply(t, n);
-  return t;
 }
 
 /** V H Vᵀ for a symmetric H [n × n]. */

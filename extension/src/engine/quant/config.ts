@@ -51,6 +51,8 @@ export interface QuantConfig {
   quipSeed?: number;
   /** QuIP: "kron" (default, the paper's two-factor Kronecker), "hadamard" (randomized Hadamard; dense ⊗ Hadamard for non-powers of two) or "auto". */
   quipRotation?: "kron" | "hadamard" | "auto";
+  /** QuIP: draws of U and V per input tensor, the most incoherent kept (default 8; 1 = the single draw of the seed convention; quip.ts chooseQuipRotations). */
+  quipRotationTries?: number;
   /** QuIP: greedy coordinate-descent passes after LDLQ (default 0). */
   quipRefine?: number;
   /** QuIP: the paper's diagonal rescaling D̃ = ⁴√(diag H / diag WᵀW) (default true). */
@@ -81,6 +83,7 @@ export function checkConfig(c: QuantConfig): QuantConfig {
   if (!(c.percdamp > 0 && c.percdamp < 1)) throw new UsageError(`--percdamp must be in (0, 1), not ${c.percdamp}`);
   if (c.quipSeed !== undefined && !(Number.isInteger(c.quipSeed) && c.quipSeed >= 0 && c.quipSeed <= 0xffffffff)) throw new UsageError(`--seed must be an integer in [0, 2^32), not ${c.quipSeed}`);
   if (c.quipRotation !== undefined && !["kron", "hadamard", "auto"].includes(c.quipRotation)) throw new UsageError(`--rotation must be hadamard, kron or auto, not '${c.quipRotation}'`);
+  if (c.quipRotationTries !== undefined && !(Number.isInteger(c.quipRotationTries) && c.quipRotationTries >= 1 && c.quipRotationTries <= 256)) throw new UsageError(`--rotation-tries must be an integer in 1..256, not ${c.quipRotationTries}`);
   if (c.quipRefine !== undefined && !(Number.isInteger(c.quipRefine) && c.quipRefine >= 0 && c.quipRefine <= 100)) throw new UsageError(`--refine must be an integer in 0..100, not ${c.quipRefine}`);
   if (c.quipScale !== undefined && !["tensor", "group"].includes(c.quipScale)) throw new UsageError(`--quip-scale must be tensor or group, not '${c.quipScale}'`);
   if (c.quipRho !== undefined && !(c.quipRho > 0 && c.quipRho <= 16)) throw new UsageError(`--rho must be in (0, 16], not ${c.quipRho}`);

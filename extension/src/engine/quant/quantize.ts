@@ -15,7 +15,8 @@ import { smoothQuantBlock } from "./smoothquant";
 import { actQuantOf, type ActQuant } from "../export/act-qdq";
 import type { SmoothingVector } from "../export/smoothing";
 import { spillProperty, type Spill } from "../spill";
-import { quipQuantizeLayer, quipSettings, undoRotation, type LayerRotation } from "./quip";
+import { chooseQuipRotations, quipQuantizeLayer, quipSettings, undoRotation, type LayerRotation, type RotationSpec } from "./quip";
+import { EIGEN_MAX_N_VECTORS, symmetricEigen } from "../kernels/eigen";
 
 /** One quantized linear layer: W ≈ scale·(code − zero) per group of input channels. */
 export interface LayerQuant {
@@ -156,11 +157,12 @@ export async function quantizeModel(model: OnnxModel, config: QuantConfig, opts:
       h32 = Float32Array.from(r.hessian);
       r.hessian = null;
     }
+    const rotations = await chooseRotations(model, layers.filter((l) => configOf(l).method === "quip"), configOf, r?.hessian ?? null, opts.signal);
     for (const l of layers) {
       if (opts.signal?.aborted) throw new CancelledError("quantization");
       const lc = configOf(l);
       log(`${lc.method} ${l.name}`);
-      const lq = await quantizeLayer(model, l, lc, r?.hessian ?? null, opts.signal, h32);
+      const lq = await quantizeLayer(model, l, lc, r?.hessian ?? null, opts.signal, h32, rotations.get(l.name));
       if (opts.spill) spillProperty(lq, "codes", opts.spill);
       results.set(l.name, lq);
     }
@@ -219,6 +221,39 @@ function keep(kept: QuantizedModel["kept"], l: LinearLayer, reason: string): fal
   return false;
 }
 
+/**
+ * QuIP's U and V for the QuIP layers of one tap, chosen from `quipRotationTries` draws
+ * (quip.ts chooseQuipRotations; layers sharing the tensor but with another base seed or
+ * rotation kind, through a plan, are chosen among themselves).
+ */
+async function chooseRotations(
+  model: OnnxModel,
+  layers: LinearLayer[],
+  configOf: (l: LinearLayer) => QuantConfig,
+  hessian: Float64Array | null,
+  signal: AbortSignal | undefined,
+): Promise<Map<string, { u: RotationSpec; v: RotationSpec }>> {
+  const chosen = new Map<string, { u: RotationSpec; v: RotationSpec }>();
+  if (!layers.length || !hessian) return chosen;
+  const byKey = new Map<string, LinearLayer[]>();
+  for (const l of layers) {
+    const s = quipSettings(configOf(l));
+    if (s.quipRotationTries <= 1) continue;
+    const key = `${s.quipSeed}|${s.quipRotation}|${s.quipRotationTries}`;
+    byKey.set(key, [...(byKey.get(key) ?? []), l]);
+  }
+  if (!byKey.size) return chosen;
+  const n = layers[0].in;
+  // μ_H needs H's eigenvectors: one decomposition per tensor (above EIGEN_MAX_N_VECTORS, μ_W alone decides).
+  const vectors = n <= EIGEN_MAX_N_VECTORS ? (await symmetricEigen(hessian, n, { vectors: true, signal })).vectors ?? null : null;
+  for (const group of byKey.values()) {
+    const s = quipSettings(configOf(group[0]));
+    const c = await chooseQuipRotations(group.map((l) => ({ id: l, w: readWeightOutIn(model, l) })), vectors, s.quipSeed, s.quipRotation, s.quipRotationTries, signal);
+    for (const l of group) chosen.set(l.name, { u: c.u.get(l.name)!, v: c.v });
+  }
+  return chosen;
+}
+
 async function quantizeLayer(
   model: OnnxModel,
   l: LinearLayer,
@@ -227,13 +262,15 @@ async function quantizeLayer(
   signal: AbortSignal | undefined,
   /** H in float32 (GPTQ), when the caller already converted it. */
   h32?: Float32Array,
+  /** QuIP: U and V chosen for this layer (chooseRotations). */
+  rotation?: { u: RotationSpec; v: RotationSpec },
 ): Promise<LayerQuant> {
   const t0 = performance.now();
   const w = readWeightOutIn(model, l); // W: [out × in]
   const base = { layer: l, method: config.method, bits: config.bits, group: config.group, symmetric: config.symmetric };
   if (config.method === "quip") {
     if (!hessian) throw new UsageError(`QuIP needs the Hessian of '${l.input}' (calibration did not produce it)`);
-    const r = await quipQuantizeLayer(w, l, hessian, quipSettings(config), signal);
+    const r = await quipQuantizeLayer(w, l, hessian, quipSettings(config), signal, rotation);
     return {
       ...base,
       group: r.group,

@@ -267,7 +267,7 @@ export interface IncoherenceRow {
   mu_w_rotated: number;
   mu_h_rotated: number | null;
   /** The rotation: W ← U W Vᵀ, H ← V H Vᵀ; U: [out × out] seed_u, V: [in × in] seed_v. */
-  rotation: { kind: string; seed_u: number; seed_v: number; source: "quip" | "analysis" };
+  rotation: { kind: string; seed_u: number; seed_v: number; source: "quip" | "analysis"; /** draws compared (absent: 1) */ tries?: number };
   /** Weights before/after, on one shared symmetric range so the two compare bin by bin. */
   hist_before: Histogram;
   hist_after: Histogram;
