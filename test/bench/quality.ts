@@ -42,7 +42,7 @@ const CONFIGS: Config[] = [
   { name: "QuIP W4 (paper settings)", args: ["--method", "quip", "--bits", "4", "--group", "0"], ref: { ppl: 7.45, kl: 0.529, top1: 65.9 } },
   { name: "QuIP W3 (paper settings)", args: ["--method", "quip", "--bits", "3", "--group", "0"], ref: { ppl: 18.7, kl: 1.47, top1: 41.5 } },
   { name: "QuIP W2 (paper settings)", args: ["--method", "quip", "--bits", "2", "--group", "0"], ref: { ppl: 810, kl: 5.31, top1: 5.6 } },
-  // The paper's single random draw of U, V (the default keeps the most incoherent of 8 draws).
+  // The paper's single random draw of U, V (the default keeps the most incoherent of 16 draws).
   { name: "QuIP W4 (paper settings, one draw)", args: ["--method", "quip", "--bits", "4", "--group", "0", "--rotation-tries", "1"], ref: { ppl: 7.45, kl: 0.529, top1: 65.9 } },
   { name: "QuIP W3 (paper settings, one draw)", args: ["--method", "quip", "--bits", "3", "--group", "0", "--rotation-tries", "1"], ref: { ppl: 18.7, kl: 1.47, top1: 41.5 } },
   { name: "QuIP W2 (paper settings, one draw)", args: ["--method", "quip", "--bits", "2", "--group", "0", "--rotation-tries", "1"], ref: { ppl: 810, kl: 5.31, top1: 5.6 } },

@@ -56,7 +56,7 @@ export function registerAnalyze(program: Command): void {
     .option("--tokens <tensor...>", "tensors to give a tokens × channels heatmap (default: the strongest outlier's)")
     .option("--seed <n>", "QuIP base seed for the rotation (as quantize --method quip)", "0")
     .option("--rotation <kind>", "QuIP rotation kind: kron, hadamard or auto", "kron")
-    .option("--rotation-tries <n>", "QuIP draws of U and V per input tensor, the most incoherent kept (as quantize --method quip)", "8")
+    .option("--rotation-tries <n>", "QuIP draws of U and V per input tensor, the most incoherent kept (as quantize --method quip)", "16")
     .option("--force", "replace the report if it exists")
     .option("--json", "print one JSON object on stdout");
   addRunOptions(cmd)

@@ -80,7 +80,7 @@ export function registerQuantize(program: Command): void {
     .option("--force", "replace OUT if it exists")
     .option("--seed <n>", "QuIP: base seed of the random orthogonal U, V (default 0)")
     .option("--rotation <kind>", "QuIP: kron (the paper's, default), hadamard or auto")
-    .option("--rotation-tries <n>", "QuIP: draws of U and V per input tensor, the most incoherent (least μ_H·μ_W) kept (default 8; 1 = one draw)")
+    .option("--rotation-tries <n>", "QuIP: draws of U and V per input tensor, the most incoherent (least μ_H·μ_W) kept (default 16; 1 = one draw)")
     .option("--refine <n>", "QuIP: greedy coordinate-descent passes after LDLQ (default 0)")
     .option("--no-rescale", "QuIP: skip the diagonal rescaling D̃ = ⁴√(diag H / diag WᵀW)")
     .option("--quip-scale <s>", "QuIP: tensor (one scale ρ‖W‖_F/√(mn), the paper's; default) or group (--group/--sym scales, 0 = per row)")

@@ -363,15 +363,32 @@ export async function withCancel<T>(
 ): Promise<T> {
   if (!signal) return call(null).catch((err: unknown) => rethrow(err, what));
   const token = new k.CancelToken();
-  const onAbort = () => token.cancel();
-  signal.addEventListener("abort", onAbort, { once: true });
+  const tokens = liveTokens(signal);
+  tokens.add(token);
   try {
     return await call(token);
   } catch (err) {
     return rethrow(err, what);
   } finally {
-    signal.removeEventListener("abort", onAbort);
+    tokens.delete(token);
   }
+}
+
+/**
+ * The cancel tokens of the native calls in flight under one signal. One "abort" listener per
+ * signal cancels them all: calibration keeps a kernel call per tapped tensor in flight at once
+ * (dozens), and a listener per call would trip Node's MaxListenersExceededWarning.
+ */
+const inFlight = new WeakMap<AbortSignal, Set<NativeCancelToken>>();
+function liveTokens(signal: AbortSignal): Set<NativeCancelToken> {
+  let tokens = inFlight.get(signal);
+  if (!tokens) {
+    const set = new Set<NativeCancelToken>();
+    tokens = set;
+    inFlight.set(signal, set);
+    signal.addEventListener("abort", () => { for (const t of set) t.cancel(); }, { once: true });
+  }
+  return tokens;
 }
 
 function rethrow(err: unknown, what: string): never {

@@ -51,7 +51,7 @@ export interface QuantConfig {
   quipSeed?: number;
   /** QuIP: "kron" (default, the paper's two-factor Kronecker), "hadamard" (randomized Hadamard; dense ⊗ Hadamard for non-powers of two) or "auto". */
   quipRotation?: "kron" | "hadamard" | "auto";
-  /** QuIP: draws of U and V per input tensor, the most incoherent kept (default 8; 1 = the single draw of the seed convention; quip.ts chooseQuipRotations). */
+  /** QuIP: draws of U and V per input tensor, the most incoherent kept (default 16; 1 = the single draw of the seed convention; quip.ts chooseQuipRotations). */
   quipRotationTries?: number;
   /** QuIP: greedy coordinate-descent passes after LDLQ (default 0). */
   quipRefine?: number;

@@ -154,7 +154,9 @@ export interface QuipRotationChoice {
  * model one draw often lands above what the layer had before (on stories260K a single draw
  * raises μ_W of layers.0 q_proj 6.75 → 6.95 and μ_H of block 1's o_proj input 4.07 → 4.23),
  * so, as a derandomisation, V is chosen first by the smallest μ_H(V)·(geometric mean over the
- * layers of μ_W(U_t·W·V_tᵀ)) over draws t, then each layer's U by the smallest μ_W given that V.
+ * layers of μ_W(U_t·W·V_tᵀ)) over the draws t that lower μ_H (over all draws if none does), then
+ * each layer's U by the smallest μ_W given that V. 16 draws by default: on an H that is already
+ * incoherent few draws lower μ_H (block 1's post-attention input of stories260K: 9 of 64).
  * Without eigenvectors (n above EIGEN_MAX_N_VECTORS) V is chosen by μ_W alone. Draw 0 is the
  * seed convention's rotation, so `tries` 1 reproduces it; ties keep the earlier draw. The cost
  * is 2·tries orthogonal transforms of each W and `tries` of the n×n eigenvectors.
@@ -180,6 +182,14 @@ export async function chooseQuipRotations(
     await u.apply(t, l.in, { signal });
     return weightIncoherence(t, l.in, l.out);
   };
+  // A draw that leaves H more coherent than it was unrotated has failed at what the rotation is
+  // for: V is taken from the draws that lower μ_H when there are any.
+  const muH0 = eigenvectors ? eigenvectorIncoherence(eigenvectors, n) : null;
+  const better = (a: { score: number; muH: number | null }, b: { score: number; muH: number | null }) => {
+    const aOk = muH0 === null || a.muH! < muH0;
+    const bOk = muH0 === null || b.muH! < muH0;
+    return aOk !== bOk ? aOk : a.score < b.score;
+  };
   let best: { t: number; score: number; muH: number | null; muW: number[] } | null = null;
   for (let t = 0; t < tries; t++) {
     const v = transformOf(quipRotationSpecs(layers[0].id, baseSeed, rotation, { v: t }).v);
@@ -187,7 +197,8 @@ export async function chooseQuipRotations(
     const mw: number[] = [];
     for (const l of layers) mw.push(await muWith(await rowsRotated(l.w, l.id, v), l.id, transformOf(quipRotationSpecs(l.id, baseSeed, rotation, { u: t }).u)));
     const score = (mh ?? 1) * Math.exp(mw.reduce((a, m) => a + Math.log(Math.max(m, 1e-30)), 0) / mw.length);
-    if (!best || score < best.score) best = { t, score, muH: mh, muW: mw };
+    const draw = { t, score, muH: mh, muW: mw };
+    if (!best || better(draw, best)) best = draw;
   }
   const drawV = best!.t;
   const v = quipRotationSpecs(layers[0].id, baseSeed, rotation, { v: drawV }).v;
@@ -603,7 +614,7 @@ export function quipSettings(c: QuantConfig): QuipSettings {
 export const QUIP_DEFAULTS = {
   quipSeed: 0,
   quipRotation: "kron",
-  quipRotationTries: 8,
+  quipRotationTries: 16,
   quipRefine: 0,
   quipRescale: true,
   quipScale: "tensor",
