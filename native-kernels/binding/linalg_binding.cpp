@@ -3,7 +3,8 @@
 //   sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, cancel?) -> Promise<void>
 //   sgemmSync(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)      -> undefined
 //       (blocks the JS thread; only for m·n·k ≤ sgemmSyncMaxMacs)
-//   hessianUpdate(h: Float64Array, n, x: Float32Array, rows, cancel?)         -> Promise<void>
+//   hessianUpdate(h: Float64Array, n, x: Float32Array, rows, cancel?, lowerOnly?) -> Promise<void>
+//   hessianSymmetrize(h: Float64Array, n, scale)                           -> Promise<void>
 //   choleskyLower(a, n, lda, cancel?)                -> Promise<number>  (-1, or the failing pivot)
 //   trtriLower(l, n, lda, cancel?)                   -> Promise<void>
 //   gptqInverseCholeskyUpper(h, n, lda, cancel?)     -> Promise<number>  (-1, or the failing pivot)
@@ -196,17 +197,20 @@ Napi::Value SgemmSync(const Napi::CallbackInfo& info) {
 class HessianWorker : public PromiseWorker {
  public:
   HessianWorker(Napi::Env env, const ArrayArg<double>& h, size_t n, const ArrayArg<float>& x, size_t rows,
-                std::shared_ptr<ql::CancelFlag> cancel)
-      : PromiseWorker(env, "quantlens:hessianUpdate", std::move(cancel)), h_(h.data), x_(x.data), n_(n), rows_(rows) {
+                std::shared_ptr<ql::CancelFlag> cancel, bool lowerOnly)
+      : PromiseWorker(env, "quantlens:hessianUpdate", std::move(cancel)), h_(h.data), x_(x.data), n_(n), rows_(rows),
+        lowerOnly_(lowerOnly) {
     Keep(h.array);
     Keep(x.array);
   }
 
  private:
   void Run(const ql::CancelFlag* cancel) override {
-    if (bad_.Check("h", FindNonFiniteDouble(h_, n_, n_))) return;
+    // An accumulator's own H (lowerOnly) is finite by construction: scanning it every call would
+    // be one more pass over all of H (237 MB at n = 5440).
+    if (!lowerOnly_ && bad_.Check("h", FindNonFiniteDouble(h_, n_, n_))) return;
     if (bad_.Check("x", ql::findNonFinite(x_, rows_, n_, n_))) return;
-    ql::hessian_update(h_, n_, x_, rows_, n_, cancel);
+    ql::hessian_update(h_, n_, x_, rows_, n_, cancel, !lowerOnly_);
   }
   Napi::Value Result(Napi::Env env) override {
     if (bad_.arg) bad_.Throw(env, "hessianUpdate");
@@ -216,7 +220,24 @@ class HessianWorker : public PromiseWorker {
   double* h_;
   const float* x_;
   size_t n_, rows_;
+  bool lowerOnly_;
   NonFiniteReport bad_;
+};
+
+class HessianSymmetrizeWorker : public PromiseWorker {
+ public:
+  HessianSymmetrizeWorker(Napi::Env env, const ArrayArg<double>& h, size_t n, double scale)
+      : PromiseWorker(env, "quantlens:hessianSymmetrize", nullptr), h_(h.data), n_(n), scale_(scale) {
+    Keep(h.array);
+  }
+
+ private:
+  void Run(const ql::CancelFlag*) override { ql::hessian_symmetrize(h_, n_, scale_); }
+  Napi::Value Result(Napi::Env env) override { return env.Undefined(); }
+
+  double* h_;
+  size_t n_;
+  double scale_;
 };
 
 Napi::Value HessianUpdate(const Napi::CallbackInfo& info) {
@@ -226,6 +247,9 @@ Napi::Value HessianUpdate(const Napi::CallbackInfo& info) {
   const ArrayArg<float> x = Float32ArrayArg(info, 2, fn, "x");
   const size_t rows = DimArg(info, 3, fn, "rows");
   std::shared_ptr<ql::CancelFlag> cancel = CancelArg(info, 4, fn);
+  if (info.Length() > 5 && !info[5].IsUndefined() && !info[5].IsBoolean())
+    ThrowTypeError(info.Env(), fn, "lowerOnly", "must be a boolean");
+  const bool lowerOnly = info.Length() > 5 && info[5].IsBoolean() && info[5].As<Napi::Boolean>().Value();
   if (h.length != n * n)
     ThrowRangeError(info.Env(), fn, "h",
                     "has " + std::to_string(h.length) + " elements; an n×n matrix with n = " + std::to_string(n) +
@@ -234,7 +258,20 @@ Napi::Value HessianUpdate(const Napi::CallbackInfo& info) {
     ThrowRangeError(info.Env(), fn, "x",
                     "has " + std::to_string(x.length) + " elements; rows×n = " + std::to_string(rows) + "×" +
                         std::to_string(n) + " needs " + std::to_string(rows * n));
-  return (new HessianWorker(info.Env(), h, n, x, rows, std::move(cancel)))->Start();
+  return (new HessianWorker(info.Env(), h, n, x, rows, std::move(cancel), lowerOnly))->Start();
+}
+
+Napi::Value HessianSymmetrize(const Napi::CallbackInfo& info) {
+  const char* fn = "hessianSymmetrize";
+  const ArrayArg<double> h = Float64ArrayArg(info, 0, fn, "h");
+  const size_t n = DimArg(info, 1, fn, "n");
+  if (!info[2].IsNumber() || !std::isfinite(info[2].As<Napi::Number>().DoubleValue()))
+    ThrowTypeError(info.Env(), fn, "scale", "must be a finite number");
+  if (h.length != n * n)
+    ThrowRangeError(info.Env(), fn, "h",
+                    "has " + std::to_string(h.length) + " elements; an n×n matrix with n = " + std::to_string(n) +
+                        " has " + std::to_string(n * n));
+  return (new HessianSymmetrizeWorker(info.Env(), h, n, info[2].As<Napi::Number>().DoubleValue()))->Start();
 }
 
 // ---- Cholesky family -------------------------------------------------------------------
@@ -319,6 +356,7 @@ void RegisterLinalg(Napi::Env env, Napi::Object exports) {
   exports.Set("sgemmSync", Napi::Function::New(env, SgemmSync, "sgemmSync"));
   exports.Set("sgemmSyncMaxMacs", Napi::Number::New(env, kSyncMaxMacs));
   exports.Set("hessianUpdate", Napi::Function::New(env, HessianUpdate, "hessianUpdate"));
+  exports.Set("hessianSymmetrize", Napi::Function::New(env, HessianSymmetrize, "hessianSymmetrize"));
   exports.Set("choleskyLower", Napi::Function::New(env, CholeskyLower, "choleskyLower"));
   exports.Set("trtriLower", Napi::Function::New(env, TrtriLower, "trtriLower"));
   exports.Set("gptqInverseCholeskyUpper", Napi::Function::New(env, GptqInverseCholeskyUpper, "gptqInverseCholeskyUpper"));

@@ -62,7 +62,7 @@ void hessianUpdateNaive(double* H, size_t n, const float* X, size_t rows, size_t
     for (size_t j = i + 1; j < n; j++) H[i * n + j] = H[j * n + i];
 }
 
-void hessian_update(double* H, size_t n, const float* X, size_t rows, size_t ldx, const CancelFlag* cancel) {
+void hessian_update(double* H, size_t n, const float* X, size_t rows, size_t ldx, const CancelFlag* cancel, bool mirror) {
   throwIfCancelled(cancel);
   if (n == 0 || rows == 0) return;
   // Optional CUDA backend (core/cuda_backend.h): large updates go to the GPU when a device is
@@ -146,6 +146,19 @@ void hessian_update(double* H, size_t n, const float* X, size_t rows, size_t ldx
       }
     });
     throwIfCancelled(cancel);
+  }
+  if (mirror) mirrorLowerToUpper(H, n, parallel);
+}
+
+void hessian_symmetrize(double* H, size_t n, double scale) {
+  const bool parallel = static_cast<double>(n) * n >= static_cast<double>(kParallelMinMacs) && pool().threads() > 1;
+  if (scale != 1.0) {
+    // The lower triangle first (row blocks), then the mirror reads only scaled entries.
+    runTasks(parallel, (n + kMirrorTile - 1) / kMirrorTile, [&](size_t bi) {
+      const size_t i1 = std::min(n, (bi + 1) * kMirrorTile);
+      for (size_t i = bi * kMirrorTile; i < i1; i++)
+        for (size_t j = 0; j <= i; j++) H[i * n + j] *= scale;
+    });
   }
   mirrorLowerToUpper(H, n, parallel);
 }

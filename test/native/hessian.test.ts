@@ -9,6 +9,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { CancelledError } from "../../extension/src/engine/errors";
 import { configureKernels, hessianUpdate } from "../../extension/src/engine/kernels/index";
+import { hessianSymmetrize } from "../../extension/src/engine/kernels/linalg";
 import { hessianUpdateRef } from "../../extension/src/engine/kernels/reference-linalg";
 import { gaussian, NATIVE_DISABLED, requireNative } from "./helpers";
 
@@ -70,6 +71,43 @@ describe.skipIf(NATIVE_DISABLED)("native hessianUpdate", () => {
     const h = new Float64Array(n * n);
     for (const x of parts) await hessianUpdate(h, n, x, x.length / n);
     expect(mismatches(h, reference(n, ...parts), n)).toEqual([]);
+  });
+
+  it("lowerOnly updates leave the strict upper triangle alone; hessianSymmetrize(scale) then equals full updates × scale", async () => {
+    const n = 203;
+    const parts = [gaussian(700 * n, 0.5, 1, 21), gaussian(300 * n, -0.2, 2, 22)];
+    const h = new Float64Array(n * n).fill(0);
+    h[1] = 12345; // strict upper entry: must survive lowerOnly updates untouched
+    h[0] = 0;
+    for (const x of parts) await hessianUpdate(h, n, x, x.length / n, { lowerOnly: true });
+    expect(h[1]).toBe(12345);
+    const full = new Float64Array(n * n);
+    for (const x of parts) await hessianUpdate(full, n, x, x.length / n);
+    // The lower triangles agree bit for bit: same kernel, same order.
+    for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) expect(h[i * n + j]).toBe(full[i * n + j]);
+    await hessianSymmetrize(h, n, 0.25);
+    const bad: string[] = [];
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < n; j++) if (h[i * n + j] !== 0.25 * full[i * n + j]) bad.push(`H[${i}][${j}]`);
+    }
+    expect(bad.slice(0, 5)).toEqual([]);
+    // A lowerOnly update does not scan H: garbage in the upper triangle is the caller's business.
+    h[2] = NaN;
+    await hessianUpdate(h, n, parts[1], parts[1].length / n, { lowerOnly: true });
+    expect(Number.isNaN(h[2])).toBe(true);
+    await expect(hessianUpdate(h, n, parts[1], parts[1].length / n)).rejects.toThrow(/argument 'h' holds a non-finite value/);
+  });
+
+  it("hessianSymmetrize on a large H (parallel row blocks) and bad arguments", async () => {
+    const n = 1500;
+    const h = new Float64Array(n * n);
+    for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) h[i * n + j] = i * 10000 + j;
+    await hessianSymmetrize(h, n, 2);
+    for (const [i, j] of [[0, 0], [1499, 0], [0, 1499], [700, 701], [701, 700], [1499, 1499]]) {
+      expect(h[i * n + j]).toBe(2 * (Math.max(i, j) * 10000 + Math.min(i, j)));
+    }
+    await expect(hessianSymmetrize(new Float64Array(5), 2)).rejects.toThrow(/h.length/);
+    await expect(hessianSymmetrize(h, n, NaN)).rejects.toThrow(/scale/);
   });
 
   it("rows = 0 and n = 0 change nothing", async () => {
@@ -161,5 +199,18 @@ describe("hessianUpdate TypeScript fallback (no addon)", () => {
     expect(Buffer.from(h.buffer).equals(Buffer.from(ref.buffer))).toBe(true);
     x[5] = -Infinity;
     await expect(hessianUpdate(h, n, x, rows)).rejects.toThrow(/hessianUpdate\(\): argument 'x' holds a non-finite value .* at row 0, column 5/);
+  });
+
+  it("lowerOnly + hessianSymmetrize equal the mirrored reference × scale", async () => {
+    const n = 40, rows = 90;
+    const x = gaussian(rows * n, 0.1, 1, 13);
+    const h = new Float64Array(n * n);
+    h[1] = 7; // strict upper: left alone by lowerOnly
+    await hessianUpdate(h, n, x, rows, { lowerOnly: true });
+    expect(h[1]).toBe(7);
+    await hessianSymmetrize(h, n, 0.5);
+    const ref = new Float64Array(n * n);
+    hessianUpdateRef(ref, n, x, rows);
+    for (let i = 0; i < n * n; i++) expect(h[i]).toBe(0.5 * ref[i]);
   });
 });

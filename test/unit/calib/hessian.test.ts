@@ -36,8 +36,10 @@ describe("HessianAccumulator", () => {
     for (let i = 0; i < C; i++) for (let j = 0; j < i; j++) expect(h[i * C + j]).toBe(h[j * C + i]);
   });
 
-  it("buffers at most 4096 rows and 64 MiB", () => {
-    expect(hessianBufferRows(64)).toBe(4096);
+  it("buffers at most 4096 rows and 64 MiB, and not at all up to 1024 inputs", () => {
+    expect(hessianBufferRows(64)).toBe(1);
+    expect(hessianBufferRows(1024)).toBe(1);
+    expect(hessianBufferRows(2048)).toBe(4096);
     expect(hessianBufferRows(11008) * 11008 * 4).toBeLessThanOrEqual(64 * 2 ** 20);
     expect(hessianBufferRows(1 << 20)).toBe(256);
   });

@@ -1,4 +1,4 @@
-import { hessianUpdate } from "../kernels/linalg";
+import { hessianSymmetrize, hessianUpdate } from "../kernels/linalg";
 import { BadDataError } from "../errors";
 
 /**
@@ -52,7 +52,8 @@ export class HessianAccumulator {
 
   private async update(x: Float32Array, rows: number, signal?: AbortSignal): Promise<void> {
     try {
-      await hessianUpdate(this.h, this.channels, x, rows, { signal });
+      // The lower triangle only: finish() mirrors once (no pass over all of H per update).
+      await hessianUpdate(this.h, this.channels, x, rows, { signal, lowerOnly: true });
     } catch (e) {
       if ((e as { code?: string }).code === "ERR_QUANTLENS_NON_FINITE") {
         throw new BadDataError(this.tensor, `the model produces NaN/Inf in this activation on the calibration data (${(e as Error).message})`);
@@ -66,13 +67,17 @@ export class HessianAccumulator {
   async finish(signal?: AbortSignal): Promise<Float64Array> {
     await this.flush(signal);
     this.buffer = null;
-    const s = this.n > 0 ? 2 / this.n : 0;
-    for (let i = 0; i < this.h.length; i++) this.h[i] *= s;
+    await hessianSymmetrize(this.h, this.channels, this.n > 0 ? 2 / this.n : 0);
     return this.h;
   }
 }
 
-/** Rows gathered per kernel call: 4096, fewer for wide inputs (the buffer stays ≤ 64 MiB). */
+/**
+ * Rows gathered per kernel call: 4096, fewer for wide inputs (the buffer stays ≤ 64 MiB). Up to
+ * 1024 inputs H is at most 8 MiB and a call's fixed cost small: batches go to the kernel as they
+ * come, without a copy into the buffer on the JS thread.
+ */
 export function hessianBufferRows(channels: number): number {
+  if (channels <= 1024) return 1;
   return Math.max(256, Math.min(4096, Math.floor((64 * 2 ** 20) / (4 * Math.max(1, channels)))));
 }

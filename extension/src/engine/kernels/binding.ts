@@ -153,8 +153,10 @@ export interface NativeLinalgKernels {
     b: Float32Array, ldb: number, beta: number, c: Float32Array, ldc: number,
   ): void;
   readonly sgemmSyncMaxMacs: number;
-  /** h[n×n] += xᵀ·x for x [rows×n] (fp32 chunks, fp64 sums); both triangles written. */
-  hessianUpdate(h: Float64Array, n: number, x: Float32Array, rows: number, cancel?: NativeCancelToken | null): Promise<void>;
+  /** h[n×n] += xᵀ·x for x [rows×n] (fp32 chunks, fp64 sums); both triangles written, or with `lowerOnly` the lower one only (h not scanned). */
+  hessianUpdate(h: Float64Array, n: number, x: Float32Array, rows: number, cancel?: NativeCancelToken | null, lowerOnly?: boolean): Promise<void>;
+  /** h ← scale·h with the strict upper triangle copied from the lower one. */
+  hessianSymmetrize(h: Float64Array, n: number, scale: number): Promise<void>;
   /** Lower Cholesky in place; resolves to -1, or the first non-positive pivot. */
   choleskyLower(a: Float32Array, n: number, lda: number, cancel?: NativeCancelToken | null): Promise<number>;
   /** Lower-triangular inverse in place (rejects with code ERR_QUANTLENS_SINGULAR on a zero diagonal). */
@@ -258,6 +260,7 @@ const REQUIRED_FUNCTIONS = [
   "sgemm",
   "sgemmSync",
   "hessianUpdate",
+  "hessianSymmetrize",
   "choleskyLower",
   "trtriLower",
   "gptqInverseCholeskyUpper",

@@ -113,15 +113,18 @@ function checkSgemm(fn: string, args: SgemmArgs): { lda: number; ldb: number; ld
 /**
  * H [n×n] += Xᵀ·X for X [rows×n] (one row per token). H is float64 and must be symmetric on entry
  * (zeros, or an earlier result); both triangles are written. Native: fp32 products summed over
- * chunks of 512 rows, chunks summed in float64 (relative error ~1e-7 of √(H_ii·H_jj)); fallback:
+ * chunks of 256 rows, chunks summed in float64 (relative error ~1e-7 of √(H_ii·H_jj)); fallback:
  * float64 throughout.
+ * `lowerOnly` (for an accumulator that owns H): only the lower triangle and the diagonal are read
+ * and written, H itself is not checked for NaN/Inf, and one `hessianSymmetrize` at the end fills
+ * the upper triangle — instead of a mirror pass over all of H per update.
  */
 export async function hessianUpdate(
   h: Float64Array,
   n: number,
   x: Float32Array,
   rows: number,
-  options: KernelCallOptions = {},
+  options: KernelCallOptions & { lowerOnly?: boolean } = {},
 ): Promise<void> {
   const fn = "hessianUpdate";
   expectArray(fn, "h", h, Float64Array);
@@ -132,12 +135,15 @@ export async function hessianUpdate(
   if (x.length !== rows * n) throw new RangeError(`${fn}(): x.length (${x.length}) must be rows·n = ${rows}·${n} = ${rows * n}`);
   throwIfAborted(options.signal, fn);
   const k = native();
+  const lowerOnly = options.lowerOnly ?? false;
   if (k) {
-    await withCancel(k, options.signal, fn, (token) => k.hessianUpdate(h, n, x, rows, token));
+    await withCancel(k, options.signal, fn, (token) => k.hessianUpdate(h, n, x, rows, token, lowerOnly));
     return;
   }
-  for (let i = 0; i < n * n; i++) {
-    if (!Number.isFinite(h[i])) throw nonFinite(fn, "h", Math.floor(i / n), i % n);
+  if (!lowerOnly) {
+    for (let i = 0; i < n * n; i++) {
+      if (!Number.isFinite(h[i])) throw nonFinite(fn, "h", Math.floor(i / n), i % n);
+    }
   }
   scanFinite(fn, "x", x, rows, n, n);
   const rowsPerTurn = Math.max(1, Math.floor(FALLBACK_MACS_PER_TURN / Math.max(1, (n * n) / 2)));
@@ -148,6 +154,19 @@ export async function hessianUpdate(
     }
     hessianUpdateRef(h, n, x, rows, r, Math.min(rows, r + rowsPerTurn), false);
   }
+  if (!lowerOnly) mirrorLower(h, n);
+}
+
+/** H ← scale·H with the strict upper triangle copied from the lower one (ends `lowerOnly` updates). */
+export async function hessianSymmetrize(h: Float64Array, n: number, scale = 1): Promise<void> {
+  const fn = "hessianSymmetrize";
+  expectArray(fn, "h", h, Float64Array);
+  dim(fn, "n", n);
+  if (h.length !== n * n) throw new RangeError(`${fn}(): h.length (${h.length}) must be n·n = ${n * n}`);
+  if (!Number.isFinite(scale)) throw new RangeError(`${fn}(): scale must be finite, not ${scale}`);
+  const k = native();
+  if (k) return k.hessianSymmetrize(h, n, scale);
+  for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) h[i * n + j] *= scale;
   mirrorLower(h, n);
 }
 
