@@ -36,6 +36,7 @@
         "binding/quant_binding.cpp",
         "binding/transform_binding.cpp",
         "core/channel_stats.cpp",
+        "core/channel_stats_x86.cpp",
         "binding/channel_stats_binding.cpp",
         "core/gemm.cpp",
         "core/gemm_x86.cpp",

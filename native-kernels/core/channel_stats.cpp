@@ -5,27 +5,23 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu.h"
+#include "kernels_x86.h"
 #include "thread_pool.h"
 
 namespace ql {
 
-namespace {
-
 // Quarter-octave edges inside [1, 2): 2^(1/4), 2^(2/4), 2^(3/4) as float32 mantissa bits, so the
 // bin of |x| is found from its exponent and mantissa without a log.
-uint32_t mantissaEdge(int k) {
+uint32_t hist_mantissa_edge(int k) {
   float e = std::pow(2.0f, k / 4.0f);
   uint32_t bits;
   std::memcpy(&bits, &e, 4);
   return bits & 0x7fffffu;
 }
 
-constexpr size_t kColBlock = 64;  // channels per task: contiguous, vectorizes over c
-
-}  // namespace
-
 size_t hist_bin(float a) {
-  static const uint32_t edges[3] = {mantissaEdge(1), mantissaEdge(2), mantissaEdge(3)};
+  static const uint32_t edges[3] = {hist_mantissa_edge(1), hist_mantissa_edge(2), hist_mantissa_edge(3)};
   uint32_t bits;
   std::memcpy(&bits, &a, 4);
   const int exp = static_cast<int>((bits >> 23) & 0xffu) - 127;
@@ -36,8 +32,14 @@ size_t hist_bin(float a) {
   return static_cast<size_t>((exp - kHistMinExp) * kHistBinsPerOctave + q + 1);
 }
 
-int64_t channel_batch_stats(const float* x, size_t rows, size_t C, const ChannelBatchOut& out,
-                            const CancelFlag* cancel) {
+namespace {
+
+constexpr size_t kColBlock = 64;  // channels per task: contiguous, vectorizes over c
+
+// The portable kernel: column blocks, two passes in double (mean, then central sums) and a row
+// pass, operation for operation as channelBatchStatsRef (bit-identical to it).
+int64_t channelBatchStatsScalar(const float* x, size_t rows, size_t C, const ChannelBatchOut& out,
+                                const CancelFlag* cancel) {
   const size_t blocks = (C + kColBlock - 1) / kColBlock;
   std::vector<int64_t> nonFinite(blocks, 0);
   std::vector<std::vector<double>> hists(blocks, std::vector<double>(kHistBins, 0.0));
@@ -124,6 +126,17 @@ int64_t channel_batch_stats(const float* x, size_t rows, size_t C, const Channel
     for (size_t i = 0; i < kHistBins; ++i) out.hist[i] += hists[b][i];
   }
   return bad;
+}
+
+}  // namespace
+
+int64_t channel_batch_stats(const float* x, size_t rows, size_t C, const ChannelBatchOut& out,
+                            const CancelFlag* cancel) {
+#if QL_X86_SIMD
+  // With no rows there is nothing to read; the scalar kernel writes the zero means and sums.
+  if (rows > 0 && useAvx2Fma()) return channelBatchStatsAvx2(x, rows, C, out, cancel);
+#endif
+  return channelBatchStatsScalar(x, rows, C, out, cancel);
 }
 
 }  // namespace ql

@@ -33,6 +33,13 @@ void sgemmKernel6x16Avx2(size_t kc, const float* a, const float* b, float* c, si
 size_t sgemmPackRowsToStripAvx2(const float* const rows[6], size_t kc, float* dst);
 size_t sgemmPackColumnsToStripAvx2(const float* const cols[16], size_t kc, float* dst);
 
+// channel_stats_x86.cpp: channel_batch_stats (channel_stats.h) in one pass over X, rows > 0; sums in
+// another order than the scalar kernel's (agree to rounding; absmax, histogram, row peaks and the
+// non-finite count exactly).
+struct ChannelBatchOut;
+int64_t channelBatchStatsAvx2(const float* x, size_t rows, size_t C, const ChannelBatchOut& out,
+                              const CancelFlag* cancel);
+
 // cholesky_x86.cpp's triangular-solve leaves are declared in cholesky_x86.h.
 
 // rtn_x86.cpp: bit-identical to the scalar loops in rtn.cpp (min/max and finiteness of a group,

@@ -4,6 +4,7 @@
  */
 import { conversionCases } from "./cases/convert";
 import { momentsCase } from "./cases/moments";
+import { channelStatsCase } from "./cases/channel-stats";
 import { tsReferenceSpeedup } from "./cases/ts-reference";
 import { indexModelCase } from "./cases/index-model";
 import { calibOverheadCase } from "./cases/calib-overhead";
@@ -19,6 +20,7 @@ import type { BenchCase } from "./harness";
 export const CASES: BenchCase[] = [
   // ---- native kernels (native-kernels/core) ----
   momentsCase,
+  channelStatsCase,
   ...conversionCases,
   fwhtCase,
   rtnCase,
