@@ -41,11 +41,13 @@ export function planTaps(index: LinearIndex): Tap[] {
 }
 
 /**
- * Bytes a tap holds during a pass: its Hessian (float64) and the rows gathered for its next
- * update, per-channel stats, one batch of rows.
+ * Bytes a tap holds during a pass: its Hessian (float64), the rows gathered for its next update
+ * and the kernel's two packed copies of a call's rows, per-channel stats, one batch of rows.
  */
 export function tapBytes(channels: number, batchRows: number, hessian: boolean, tokens: number): number {
-  const h = hessian ? channels * channels * 8 + Math.min(hessianBufferRows(channels), tokens) * channels * 4 : 0;
+  const buffered = hessianBufferRows(channels) > 1 ? Math.min(hessianBufferRows(channels), tokens) : 0;
+  const callRows = buffered || batchRows;
+  const h = hessian ? channels * channels * 8 + buffered * channels * 4 + 2 * callRows * channels * 4 : 0;
   // Two batches of rows: one being analysed while onnxruntime makes the next.
   return h + channels * 8 * 9 + 2 * batchRows * channels * 4 + tokens * 8;
 }
