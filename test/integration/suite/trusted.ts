@@ -151,8 +151,12 @@ test(
     removeExcept(original);
     await vscode.commands.executeCommand("notifications.clearAll");
     const before = listDir();
-    // All 128 calibration documents: long enough to be cancelled while it works.
-    const running = withSettings({ samples: 128 }, () => quantize(vscode.Uri.file(modelPath())));
+    // The 128 calibration documents 8 times over (outside the workspace): ~10 s of work, long
+    // enough to be cancelled while it runs (the 128 alone now quantize in ~2.5 s).
+    const big = path.join(path.dirname(workspaceDir()), `calib-x8-${process.pid}.jsonl`);
+    const text = fs.readFileSync(path.join(path.dirname(modelPath()), "calib.jsonl"), "utf8").trimEnd() + "\n";
+    fs.writeFileSync(big, text.repeat(8));
+    const running = withSettings({ samples: 1024, calibrationFile: big }, () => quantize(vscode.Uri.file(modelPath())));
     let settled = false;
     void running.then(
       () => (settled = true),
@@ -175,6 +179,7 @@ test(
     await sleep(500);
     assert.deepEqual(listDir(), before, "files left behind after cancelling");
     assert.equal(sha256(modelPath()), modelHash);
+    fs.rmSync(big, { force: true });
   },
   240_000,
 );
