@@ -176,12 +176,10 @@ export async function chooseQuipRotations(
   for (const l of layers) {
     if (l.id.in !== n || l.id.input !== input) throw new RangeError(`chooseQuipRotations(): ${l.id.name} does not read '${input}' (${n} inputs)`);
   }
-  const rowsRotated = async (w: Float32Array, l: QuipLayerId, v: OrthogonalTransform) => v.apply(Float32Array.from(w), l.out, { signal }); // W·Vᵀ
-  const muWith = async (wv: Float32Array, l: QuipLayerId, u: OrthogonalTransform) => {
-    const t = transpose(wv, l.out, l.in); // columns of W·Vᵀ as rows
-    await u.apply(t, l.in, { signal });
-    return weightIncoherence(t, l.in, l.out);
-  };
+  /** (W·Vᵀ)ᵀ: the columns of W·Vᵀ as rows, ready for U. */
+  const rotatedColumns = async (w: Float32Array, l: QuipLayerId, v: OrthogonalTransform) => transpose(await v.apply(Float32Array.from(w), l.out, { signal }), l.out, l.in);
+  /** μ_W of U·W·Vᵀ from (W·Vᵀ)ᵀ (left as it is). */
+  const muWith = async (wvT: Float32Array, l: QuipLayerId, u: OrthogonalTransform) => weightIncoherence(await u.apply(Float32Array.from(wvT), l.in, { signal }), l.in, l.out);
   // A draw that leaves H more coherent than it was unrotated has failed at what the rotation is
   // for: V is taken from the draws that lower μ_H when there are any.
   const muH0 = eigenvectors ? eigenvectorIncoherence(eigenvectors, n) : null;
@@ -195,7 +193,7 @@ export async function chooseQuipRotations(
     const v = transformOf(quipRotationSpecs(layers[0].id, baseSeed, rotation, { v: t }).v);
     const mh = eigenvectors ? eigenvectorIncoherence(await rotateEigenvectors(eigenvectors, n, v, signal), n) : null;
     const mw: number[] = [];
-    for (const l of layers) mw.push(await muWith(await rowsRotated(l.w, l.id, v), l.id, transformOf(quipRotationSpecs(l.id, baseSeed, rotation, { u: t }).u)));
+    for (const l of layers) mw.push(await muWith(await rotatedColumns(l.w, l.id, v), l.id, transformOf(quipRotationSpecs(l.id, baseSeed, rotation, { u: t }).u)));
     const score = (mh ?? 1) * Math.exp(mw.reduce((a, m) => a + Math.log(Math.max(m, 1e-30)), 0) / mw.length);
     const draw = { t, score, muH: mh, muW: mw };
     if (!best || better(draw, best)) best = draw;
@@ -207,11 +205,11 @@ export async function chooseQuipRotations(
   const muW = new Map<string, number>();
   const drawU = new Map<string, number>();
   for (const [i, l] of layers.entries()) {
-    const wv = await rowsRotated(l.w, l.id, vt);
+    const wvT = await rotatedColumns(l.w, l.id, vt);
     let keep = { t: drawV, mu: best!.muW[i] };
     for (let t = 0; t < tries; t++) {
       if (t === drawV) continue;
-      const mu = await muWith(wv, l.id, transformOf(quipRotationSpecs(l.id, baseSeed, rotation, { u: t }).u));
+      const mu = await muWith(wvT, l.id, transformOf(quipRotationSpecs(l.id, baseSeed, rotation, { u: t }).u));
       if (mu < keep.mu || (mu === keep.mu && t < keep.t)) keep = { t, mu };
     }
     u.set(l.id.name, quipRotationSpecs(l.id, baseSeed, rotation, { u: keep.t }).u);
