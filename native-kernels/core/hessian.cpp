@@ -24,6 +24,8 @@ constexpr size_t kMB = 16 * kMR;  // 96 rows
 constexpr size_t kNB = 12 * kNR;  // 192 columns
 /** Below this many multiply-adds per chunk (n²·rows/2) the work stays on the calling thread. */
 constexpr size_t kParallelMinMacs = size_t{1} << 18;
+/** Below this many entries of H, symmetrizing stays on the calling thread. */
+constexpr size_t kParallelMinEntries = size_t{1} << 16;
 /** Mirror H's lower triangle to the upper one in square tiles of this size (cache-friendly transpose). */
 constexpr size_t kMirrorTile = 64;
 
@@ -152,7 +154,7 @@ void hessian_update(double* H, size_t n, const float* X, size_t rows, size_t ldx
 }
 
 void hessian_symmetrize(double* H, size_t n, double scale) {
-  const bool parallel = static_cast<double>(n) * n >= static_cast<double>(kParallelMinMacs) && pool().threads() > 1;
+  const bool parallel = n * n >= kParallelMinEntries && pool().threads() > 1;
   if (scale != 1.0) {
     // The lower triangle first (row blocks), then the mirror reads only scaled entries.
     runTasks(parallel, (n + kMirrorTile - 1) / kMirrorTile, [&](size_t bi) {

@@ -24,16 +24,14 @@ constexpr size_t kHessianChunkRows = 256;
  * of H are written (the lower one is computed, then mirrored), so H must hold a symmetric matrix
  * on entry (e.g. zeros, or an earlier result). Multithreaded; polls `cancel` between chunks and
  * tiles (on Cancelled, H holds a partial sum: discard it).
+ * With `mirror` false (an accumulator that owns H) only the lower triangle, diagonal included, is
+ * read and written and the strict upper one is left as it was; one hessian_symmetrize at the end
+ * then replaces a mirror pass over all of H per update (n = 5440: 237 MB). The optional CUDA path
+ * writes both triangles, which changes nothing.
  */
 void hessian_update(double* H, size_t n, const float* X, size_t rows, size_t ldx, const CancelFlag* cancel = nullptr,
                     bool mirror = true);
 
-/**
- * For an accumulator that owns H: with `mirror` false only the lower triangle (diagonal
- * included) is read and written, and the strict upper one is left as it was; one
- * hessian_symmetrize at the end then replaces a mirror pass over all of H per update
- * (n = 5440: 237 MB). The optional CUDA path writes both triangles, which changes nothing.
- */
 /** H ← scale·H with the strict upper triangle copied from the lower one (multithreaded). */
 void hessian_symmetrize(double* H, size_t n, double scale);
 

@@ -156,30 +156,33 @@ test(
     const big = path.join(path.dirname(workspaceDir()), `calib-x8-${process.pid}.jsonl`);
     const text = fs.readFileSync(path.join(path.dirname(modelPath()), "calib.jsonl"), "utf8").trimEnd() + "\n";
     fs.writeFileSync(big, text.repeat(8));
-    const running = withSettings({ samples: 1024, calibrationFile: big }, () => quantize(vscode.Uri.file(modelPath())));
-    let settled = false;
-    void running.then(
-      () => (settled = true),
-      () => (settled = true),
-    );
-    // The progress notification's primary action is its Cancel button: press it like a user
-    // would with the "Accept Notification Primary Action" keybinding, until the job stops.
-    await sleep(1500);
-    assert.equal(settled, false, "the quantization finished before it could be cancelled");
-    let presses = 0;
-    while (!settled) {
-      await vscode.commands.executeCommand("notification.acceptPrimaryAction");
-      presses++;
+    try {
+      const running = withSettings({ samples: 1024, calibrationFile: big }, () => quantize(vscode.Uri.file(modelPath())));
+      let settled = false;
+      void running.then(
+        () => (settled = true),
+        () => (settled = true),
+      );
+      // The progress notification's primary action is its Cancel button: press it like a user
+      // would with the "Accept Notification Primary Action" keybinding, until the job stops.
+      await sleep(1500);
+      assert.equal(settled, false, "the quantization finished before it could be cancelled");
+      let presses = 0;
+      while (!settled) {
+        await vscode.commands.executeCommand("notification.acceptPrimaryAction");
+        presses++;
+        await sleep(500);
+        if (presses > 120) throw new Error("quantization did not stop within 60 s of cancelling");
+      }
+      const r = await running;
+      assert.equal(r, undefined, `a cancelled quantization returned a result: ${JSON.stringify(r)}`);
+      // Leftovers would appear right after the job stops; give a late writer a moment.
       await sleep(500);
-      if (presses > 120) throw new Error("quantization did not stop within 60 s of cancelling");
+      assert.deepEqual(listDir(), before, "files left behind after cancelling");
+      assert.equal(sha256(modelPath()), modelHash);
+    } finally {
+      fs.rmSync(big, { force: true });
     }
-    const r = await running;
-    assert.equal(r, undefined, `a cancelled quantization returned a result: ${JSON.stringify(r)}`);
-    // Leftovers would appear right after the job stops; give a late writer a moment.
-    await sleep(500);
-    assert.deepEqual(listDir(), before, "files left behind after cancelling");
-    assert.equal(sha256(modelPath()), modelHash);
-    fs.rmSync(big, { force: true });
   },
   240_000,
 );

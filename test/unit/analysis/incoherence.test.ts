@@ -6,9 +6,9 @@ import { loadModelData } from "../../../extension/src/engine/calib/model-data";
 import { calibrate } from "../../../extension/src/engine/calib/runner";
 import { planTaps } from "../../../extension/src/engine/calib/taps";
 import { readWeightOutIn } from "../../../extension/src/engine/quant/layer-weights";
-import { chooseQuipRotations, QUIP_DEFAULTS, rotateHessian as quipRotateHessian, rotateWeight as quipRotateWeight } from "../../../extension/src/engine/quant/quip";
+import { chooseQuipRotations, QUIP_DEFAULTS, quipRotations, rotateHessian as quipRotateHessian, rotateWeight as quipRotateWeight } from "../../../extension/src/engine/quant/quip";
 import { symmetricEigen } from "../../../extension/src/engine/kernels/eigen";
-import { chosenQuipRotations, muH, muW, pairedHistograms, quipRotation, rotateEigenvectors, rotateWeight } from "../../../extension/src/engine/analysis/incoherence";
+import { chosenQuipRotations, muH, muW, pairedHistograms, rotateEigenvectors, rotateWeight, type QuipRotation } from "../../../extension/src/engine/analysis/incoherence";
 import { STORIES, STORIES_MODEL } from "../../helpers/paths";
 
 let model: OnnxModel;
@@ -33,6 +33,11 @@ async function topEnergy(w: Float32Array, rows: number, cols: number): Promise<n
   for (let i = 0; i < rows; i++) for (let a = 0; a < cols; a++) for (let b = 0; b < cols; b++) g[a * cols + b] += w[i * cols + a] * w[i * cols + b];
   const v = (await symmetricEigen(g, cols)).values;
   return v[cols - 1] / v.reduce((s, x) => s + x, 0);
+}
+
+/** Draw 0 of the seed convention: the rotation `quantize --method quip --rotation-tries 1` applies. */
+function quipRotation(l: LinearLayer, seed: number, kind: "kron"): QuipRotation {
+  return { ...quipRotations(l, seed, kind), kind, source: "quip", tries: 1 };
 }
 
 describe("QuIP incoherence", () => {

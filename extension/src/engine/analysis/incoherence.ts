@@ -1,6 +1,6 @@
 import type { LinearLayer } from "../onnx/linear";
 import type { OrthogonalTransform } from "../kernels/transforms";
-import { chooseQuipRotations, quipRotations, transformOf, type QuipRotationKind } from "../quant/quip";
+import { chooseQuipRotations, transformOf, type QuipRotationKind } from "../quant/quip";
 import type { Histogram } from "../report/schema";
 import { transpose } from "../quant/layer-weights";
 
@@ -22,16 +22,6 @@ export interface QuipRotation {
   source: "quip" | "analysis";
   /** Draws compared (quip.ts chooseQuipRotations; 1 = the seed convention's single draw). */
   tries: number;
-}
-
-/**
- * The rotation `quantize --method quip` applies to this layer with the same base seed and kind
- * and one draw (quant/quip.ts quipRotations: V shared by the layers reading one tensor, U per
- * layer). QuIP's diagonal rescaling D̃ is not part of μ's definition and is left out.
- */
-export function quipRotation(layer: LinearLayer, seed = 0, kind: QuipRotationKind = "kron"): QuipRotation {
-  const { u, v } = quipRotations(layer, seed, kind);
-  return { u, v, kind, source: "quip", tries: 1 };
 }
 
 /**

@@ -45,7 +45,8 @@ export function planTaps(index: LinearIndex): Tap[] {
  * and the kernel's two packed copies of a call's rows, per-channel stats, one batch of rows.
  */
 export function tapBytes(channels: number, batchRows: number, hessian: boolean, tokens: number): number {
-  const buffered = hessianBufferRows(channels) > 1 ? Math.min(hessianBufferRows(channels), tokens) : 0;
+  const bufferRows = hessianBufferRows(channels);
+  const buffered = bufferRows > 1 ? Math.min(bufferRows, tokens) : 0;
   const callRows = buffered || batchRows;
   const h = hessian ? channels * channels * 8 + buffered * channels * 4 + 2 * callRows * channels * 4 : 0;
   // Two batches of rows: one being analysed while onnxruntime makes the next.

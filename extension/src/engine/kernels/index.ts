@@ -381,13 +381,11 @@ export async function withCancel<T>(
  */
 const inFlight = new WeakMap<AbortSignal, Set<NativeCancelToken>>();
 function liveTokens(signal: AbortSignal): Set<NativeCancelToken> {
-  let tokens = inFlight.get(signal);
-  if (!tokens) {
-    const set = new Set<NativeCancelToken>();
-    tokens = set;
-    inFlight.set(signal, set);
-    signal.addEventListener("abort", () => { for (const t of set) t.cancel(); }, { once: true });
-  }
+  const known = inFlight.get(signal);
+  if (known) return known;
+  const tokens = new Set<NativeCancelToken>();
+  inFlight.set(signal, tokens);
+  signal.addEventListener("abort", () => tokens.forEach((t) => t.cancel()), { once: true });
   return tokens;
 }
 

@@ -188,24 +188,28 @@ export async function chooseQuipRotations(
     const bOk = muH0 === null || b.muH! < muH0;
     return aOk !== bOk ? aOk : a.score < b.score;
   };
-  let best: { t: number; score: number; muH: number | null; muW: number[] } | null = null;
+  // The best draw keeps (W·Vᵀ)ᵀ of every layer: the U draws below start from it.
+  let best: { t: number; score: number; muH: number | null; muW: number[]; wvT: Float32Array[] } | null = null;
   for (let t = 0; t < tries; t++) {
     const v = transformOf(quipRotationSpecs(layers[0].id, baseSeed, rotation, { v: t }).v);
     const mh = eigenvectors ? eigenvectorIncoherence(await rotateEigenvectors(eigenvectors, n, v, signal), n) : null;
     const mw: number[] = [];
-    for (const l of layers) mw.push(await muWith(await rotatedColumns(l.w, l.id, v), l.id, transformOf(quipRotationSpecs(l.id, baseSeed, rotation, { u: t }).u)));
+    const wvT: Float32Array[] = [];
+    for (const l of layers) {
+      wvT.push(await rotatedColumns(l.w, l.id, v));
+      mw.push(await muWith(wvT[wvT.length - 1], l.id, transformOf(quipRotationSpecs(l.id, baseSeed, rotation, { u: t }).u)));
+    }
     const score = (mh ?? 1) * Math.exp(mw.reduce((a, m) => a + Math.log(Math.max(m, 1e-30)), 0) / mw.length);
-    const draw = { t, score, muH: mh, muW: mw };
+    const draw = { t, score, muH: mh, muW: mw, wvT };
     if (!best || better(draw, best)) best = draw;
   }
   const drawV = best!.t;
   const v = quipRotationSpecs(layers[0].id, baseSeed, rotation, { v: drawV }).v;
-  const vt = transformOf(v);
   const u = new Map<string, RotationSpec>();
   const muW = new Map<string, number>();
   const drawU = new Map<string, number>();
   for (const [i, l] of layers.entries()) {
-    const wvT = await rotatedColumns(l.w, l.id, vt);
+    const wvT = best!.wvT[i];
     let keep = { t: drawV, mu: best!.muW[i] };
     for (let t = 0; t < tries; t++) {
       if (t === drawV) continue;
