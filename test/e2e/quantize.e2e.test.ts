@@ -193,6 +193,9 @@ describe("QuantLens in VS Code (code-server + Chromium)", () => {
     const bars = frame.locator(tid(TESTID.bitBar));
     // One bar per quantized layer, each at the bits the report gives it (lm_head stays in float).
     const quantized = report.quantization?.layers ?? report.layers.filter((l) => l.bits !== null).map((l) => ({ name: l.name, bits: l.bits as number }));
+    // The chart is drawn once the panel has a width (a resize observer), which can come just
+    // after the panel reports ready.
+    await expect.poll(() => bars.count(), { timeout: 30_000 }).toBe(quantized.length);
     const shown = await bars.evaluateAll((els) => els.map((e) => `${e.getAttribute("data-layer")}=${e.getAttribute("data-bits")}`));
     expect(shown.sort()).toEqual(quantized.map((l) => `${l.name}=${l.bits}`).sort());
     const planned = quantized.length;
