@@ -41,6 +41,8 @@ const CONFIGS: Config[] = [
   { name: "GPTQ W3 g32 act-order, permuted groups", args: gptq(3, 32, ["--act-order-groups", "permuted"]), ref: { ppl: 6.201, kl: 0.354, top1: 71.0 } },
   { name: "GPTQ W2 g32 act-order, permuted groups", args: gptq(2, 32, ["--act-order-groups", "permuted"]), ref: { ppl: 116.0, kl: 3.31, top1: 16.8 } },
   { name: "AWQ W4 g32", args: ["--method", "awq", "--bits", "4", "--group", "32"], ref: { ppl: 4.754, kl: 0.0721, top1: 86.6 } },
+  // The reference code's scale search: q/k/v judged on the attention output, gate/up on the MLP's.
+  { name: "AWQ W4 g32, module loss", args: ["--method", "awq", "--bits", "4", "--group", "32", "--awq-loss", "module"], ref: { ppl: 4.754, kl: 0.0721, top1: 86.6 } },
   { name: "QuIP W4 (paper settings)", args: ["--method", "quip", "--bits", "4", "--group", "0"], ref: { ppl: 7.45, kl: 0.529, top1: 65.9 } },
   { name: "QuIP W3 (paper settings)", args: ["--method", "quip", "--bits", "3", "--group", "0"], ref: { ppl: 18.7, kl: 1.47, top1: 41.5 } },
   { name: "QuIP W2 (paper settings)", args: ["--method", "quip", "--bits", "2", "--group", "0"], ref: { ppl: 810, kl: 5.31, top1: 5.6 } },

@@ -37,6 +37,7 @@ interface QuantizeFlags {
   maxMemory?: string;
   threads?: string;
   alpha?: string;
+  awqLoss?: string;
   actBits?: string;
   output: string;
   json?: boolean;
@@ -71,6 +72,7 @@ export function registerQuantize(program: Command): void {
     .option("--sequential", "GPTQ/QuIP: calibrate each input tensor (q/k/v, o, gate/up, down; block after block) through every already-quantized layer")
     .option("--include-lm-head", "quantize lm_head too")
     .option("--alpha <a>", "SmoothQuant: migration strength in [0, 1] (default 0.5); AWQ: a fixed α of s = mean|x|^α instead of the grid search")
+    .option("--awq-loss <l>", "AWQ: what the α search minimises for q/k/v and gate/up: layers (default: those layers' output error, exact through the Hessian) or module (the block's attention / MLP output, re-running the block per α, as AWQ's code)")
     .option("--act-bits <n>", "8: calibrated static int8 activations before every quantized layer (W8A8; smoothquant implies it)")
     .option("--clip", "RTN: MSE clipping search")
     .option("--max-memory <size>", "memory budget for calibration statistics")
@@ -109,6 +111,7 @@ export function registerQuantize(program: Command): void {
         includeLmHead: !!f.includeLmHead,
         clip: !!f.clip,
         ...(f.alpha !== undefined ? { alpha: parseAlpha(f.alpha) } : {}),
+        ...(f.awqLoss !== undefined ? { awqLoss: f.awqLoss as QuantConfig["awqLoss"] } : {}),
         ...(f.actBits !== undefined ? { actBits: Number(f.actBits) as 8 } : {}),
         ...(f.seed !== undefined ? { quipSeed: parseQuipNumber("--seed", f.seed) } : {}),
         ...(f.rotation !== undefined ? { quipRotation: f.rotation as QuantConfig["quipRotation"] } : {}),

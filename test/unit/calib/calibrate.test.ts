@@ -3,7 +3,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OnnxModel } from "../../../extension/src/engine/onnx/model";
 import { loadModelData } from "../../../extension/src/engine/calib/model-data";
-import { calibrate, type CalibrationResult } from "../../../extension/src/engine/calib/runner";
+import { calibrate, calibrateWithProbes, type CalibrationResult } from "../../../extension/src/engine/calib/runner";
 import { planStages } from "../../../extension/src/engine/calib/staged";
 import { indexLinears } from "../../../extension/src/engine/onnx/linear";
 import { calibrateToFile, readStatsFile } from "../../../extension/src/engine/calib/stats-file";
@@ -160,6 +160,50 @@ describe("calibration on stories260K", () => {
     expect(byTensor(seq, 0, "down")).toEqual(byTensor(base, 0, "down"));
     expect(byTensor(seq, 1, "gate")).not.toEqual(byTensor(base, 1, "gate"));
     expect(byTensor(seq, 3, "q")).not.toEqual(byTensor(base, 3, "q"));
+  });
+
+  it("probes: each block re-runs on its fp inputs with weights replaced, and the forward stays fp", async () => {
+    const data = loadModelData(model, CALIB, { samples: 4 });
+    const index = indexLinears(model);
+    const whole = await calibrate(model, data, { batchSize: 2, staged: false });
+    const seen: { block: number | null; tensors: string[] }[] = [];
+    const probed = await calibrateWithProbes(
+      model,
+      data,
+      whole.taps.map((t) => t.tap.tensor),
+      async (results, probe) => {
+        expect(probe).not.toBeNull();
+        seen.push({ block: probe!.block, tensors: results.map((r) => r.tap.tensor) });
+        if (probe!.block !== 1) return;
+        // The tap of o_proj's input, read again through the probe with the fp weights: the same values.
+        const o = index.layers.find((l) => l.block === 1 && l.role === "o")!;
+        const v = index.layers.find((l) => l.block === 1 && l.role === "v")!;
+        const tapped = results.find((r) => r.tap.tensor === o.input)!.stats.absmax;
+        const absmax = async (overrides: Map<string, Float32Array>) => {
+          const m = new Float32Array(o.in);
+          let batches = 0;
+          await probe!.run(overrides, [o.input], (_b, t) => {
+            batches++;
+            const x = t[o.input].data as Float32Array;
+            for (let i = 0; i < x.length; i++) m[i % o.in] = Math.max(m[i % o.in], Math.abs(x[i]));
+          });
+          expect(batches).toBeGreaterThan(1);
+          return m;
+        };
+        const fp = await absmax(new Map());
+        for (let j = 0; j < o.in; j++) expect(fp[j]).toBeCloseTo(tapped[j], 5);
+        // v_proj zeroed: attention mixes zero values, so o_proj reads zeros.
+        const zeros = await absmax(new Map([[v.weight, new Float32Array(v.in * v.out)]]));
+        expect(Math.max(...zeros)).toBe(0);
+        // A tensor of another block is refused, by name.
+        await expect(probe!.run(new Map(), ["/model/layers.3/mlp/down_proj/MatMul_output_0"], () => undefined)).rejects.toThrow(/does not compute '\/model\/layers.3/);
+      },
+      { batchSize: 2 },
+    );
+    expect(seen.map((s) => s.block)).toEqual([0, 1, 2, 3, 4, null]);
+    // What the later blocks were calibrated on is the fp model's, probes notwithstanding.
+    expect(probed.taps.map((t) => t.tap.tensor)).toEqual(whole.taps.map((t) => t.tap.tensor));
+    for (let i = 0; i < whole.taps.length; i++) expect(probed.taps[i].stats.absmax).toEqual(whole.taps[i].stats.absmax);
   });
 });
 

@@ -8,13 +8,18 @@ import { saveModel } from "../../../extension/src/engine/onnx/save";
 import { loadModelData } from "../../../extension/src/engine/calib/model-data";
 import type { TokenData } from "../../../extension/src/engine/calib/data";
 import { dequantized, quantizeModel, type QuantizedModel } from "../../../extension/src/engine/quant/quantize";
-import { readWeightOutIn } from "../../../extension/src/engine/quant/layer-weights";
+import { readWeightOutIn, toStoredLayout } from "../../../extension/src/engine/quant/layer-weights";
+import { calibrateWithProbes } from "../../../extension/src/engine/calib/runner";
+import { replaceInitializers } from "../../../extension/src/engine/calib/taps";
 import { DEFAULT_CONFIG, type QuantConfig } from "../../../extension/src/engine/quant/config";
 import {
   AWQ_DEFAULTS,
   awqClipSearch,
+  awqModuleScaleSearch,
   awqScaleSearch,
   awqScales,
+  moduleOutput,
+  type ScaleSearchResult,
   quadraticError,
   smoothedQuantError,
   smoothedHessian,
@@ -39,7 +44,7 @@ import {
 } from "../../../extension/src/engine/onnx/proto/onnx_pb";
 import { rtnDequantizeSync, rtnQuantizeSync } from "../../../extension/src/engine/kernels/quant";
 import { ChannelStats } from "../../../extension/src/engine/calib/channel-stats";
-import { loadRefCases, maxAbsDiff, runLogits } from "../../helpers/ort";
+import { loadRefCases, maxAbsDiff, rawActivations, runLogits } from "../../helpers/ort";
 import { STORIES, STORIES_MODEL, tempDir } from "../../helpers/paths";
 
 // ---- a generated layer set: one input X with activation outlier channels ------------------------
@@ -228,6 +233,65 @@ describe("AWQ on stories260K", () => {
     // Σ proxy loss below RTN's at the same setting (measured in the original coordinates).
     const sum = (k: "proxyLoss" | "proxyLossRtn") => awq.layers.reduce((a, l) => a + l[k]!, 0);
     expect(sum("proxyLoss")).toBeLessThan(0.95 * sum("proxyLossRtn"));
+  });
+
+  it("module loss (AWQ's code): each α's loss is the attention output's squared error, measured independently on the whole model", async () => {
+    const small = loadModelData(model, path.join(STORIES, "calib.jsonl"), { samples: 4, seqLen: 48 });
+    const index = indexLinears(model);
+    const qkv = index.layers.filter((l) => l.block === 1 && ["q", "k", "v"].includes(l.role));
+    const o = index.layers.find((l) => l.block === 1 && l.role === "o")!;
+    const spec: WeightSpec = { bits: 3, symmetric: false, group: 32 };
+    let found: ScaleSearchResult | undefined;
+    let sx: Float32Array | undefined;
+    await calibrateWithProbes(
+      model,
+      small,
+      [qkv[0].input],
+      async (results, probe) => {
+        if (probe?.block !== 1) return;
+        expect(moduleOutput(index, qkv, probe)).toEqual({ role: "o", output: o.output });
+        expect(moduleOutput(index, [o], probe)).toBeNull(); // o_proj: its own output, which H gives exactly
+        sx = Float32Array.from(results[0].stats.absMean());
+        const layers = qkv.map((l) => ({ m: { w: readWeightOutIn(model, l), rows: l.out, cols: l.in }, weight: l.weight, toModel: (w: Float32Array) => toStoredLayout(l, w) }));
+        found = await awqModuleScaleSearch(layers, sx, spec, { grid: 5 }, probe, o.output);
+      },
+      { batchSize: 2 },
+    );
+    expect(found!.candidates.map((c) => c.alpha)).toEqual([0, 0.2, 0.4, 0.6, 0.8]);
+    const losses = found!.candidates.map((c) => c.loss);
+    expect(found!.loss).toBe(Math.min(...losses));
+    expect(Math.max(...losses)).toBeGreaterThan(Math.min(...losses) * 1.01);
+    // Independently: the whole fp model and the model with Q(W·diag s)·diag(s)⁻¹ in q/k/v, one sequence at a time.
+    const outputs = async (overrides: Map<string, Float32Array>) => {
+      const m = { proto: { ...model.proto, graph: { ...model.graph, initializer: replaceInitializers(model.graph.initializer, overrides) } } } as OnnxModel;
+      return (await rawActivations(m, [o.output], small.sequences)).get(o.output)!;
+    };
+    const fp = await outputs(new Map());
+    for (const c of [found!.candidates[0], found!.candidates[3]]) {
+      const s = awqScales(sx!, c.alpha);
+      const overrides = new Map<string, Float32Array>();
+      for (const l of qkv) {
+        const w = readWeightOutIn(model, l);
+        const e = await smoothedQuantError({ w, rows: l.out, cols: l.in }, s, spec);
+        overrides.set(l.weight, toStoredLayout(l, e.map((v, i) => v + w[i])));
+      }
+      const q = await outputs(overrides);
+      let loss = 0;
+      for (let k = 0; k < fp.length; k++) for (let i = 0; i < fp[k].length; i++) loss += (q[k][i] - fp[k][i]) ** 2;
+      expect(Math.abs(loss - c.loss) / loss, `α = ${c.alpha}`).toBeLessThan(1e-5);
+    }
+  });
+
+  it("--awq-loss module quantizes every layer, measuring q/k/v on the attention output and gate/up on the MLP output", async () => {
+    const small = loadModelData(model, path.join(STORIES, "calib.jsonl"), { samples: 4, seqLen: 32 });
+    const log: string[] = [];
+    const m = await quantizeModel(model, { ...config, awqLoss: "module" }, { data: small, onProgress: (msg) => log.push(msg) });
+    expect(m.layers).toHaveLength(35);
+    expect(m.smoothing).toHaveLength(20);
+    expect(log.filter((l) => l.includes("(loss on o's output)"))).toHaveLength(5);
+    expect(log.filter((l) => l.includes("(loss on down's output)"))).toHaveLength(5);
+    const sum = (k: "proxyLoss" | "proxyLossRtn") => m.layers.reduce((a, l) => a + l[k]!, 0);
+    expect(sum("proxyLoss")).toBeLessThan(sum("proxyLossRtn"));
   });
 
   it("α = 0 without clipping reproduces RTN's codes exactly", async () => {

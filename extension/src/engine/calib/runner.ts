@@ -342,6 +342,84 @@ export async function calibrateSequential(
   return ctx.result(t0);
 }
 
+/**
+ * Re-runs of the stage (transformer block) just calibrated, from the same fp inputs, with some
+ * initializers replaced: what a search measuring a whole module's output needs (AWQ's code
+ * compares the attention or MLP output of a candidate against the fp one).
+ */
+export interface StageProbe {
+  /** Transformer block of the stage (null: the part after the last block). */
+  block: number | null;
+  /** Tensors the stage computes (a probe can read any of them). */
+  produces: Set<string>;
+  /**
+   * One forward of the stage over every calibration batch, `overrides` (initializer name →
+   * values in the stored layout) in place of the model's weights, handing `outputs` to `onBatch`.
+   * Runs reading the same `outputs` run the same graph: with no overrides they reproduce the fp
+   * values a candidate is compared with bit for bit.
+   */
+  run(overrides: Map<string, Float32Array>, outputs: string[], onBatch: (batch: number, tensors: Record<string, OrtTensor>) => Promise<void> | void): Promise<void>;
+}
+
+/**
+ * Calibrate the fp model block by block and hand each block's taps (statistics and Hessians)
+ * to `onStage` together with a probe of that block, before the block's fp outputs carry the
+ * forward on. Where the model does not stage (one block, blocks that interleave, or calibration
+ * data too large to hold between blocks) this is one ordinary calibration and the probe is null.
+ */
+export async function calibrateWithProbes(
+  model: OnnxModel,
+  data: TokenData,
+  tensors: string[],
+  onStage: (results: TapResult[], probe: StageProbe | null) => Promise<void>,
+  opts: Omit<CalibrationOptions, "tensors" | "weightOverrides" | "sink" | "staged"> = {},
+): Promise<CalibrationResult> {
+  const t0 = performance.now();
+  const taps = selectTaps(model, tensors);
+  const staged = stagePlanFor(model, data, taps, opts);
+  if (!staged) {
+    const c = await calibrate(model, data, { ...opts, tensors, staged: false });
+    await onStage(c.taps, null);
+    for (const r of c.taps) r.hessian = null;
+    return c;
+  }
+  const batches = equalLengthBatches(data.sequences, opts.batchSize ?? 8);
+  const ctx = new PassContext(model, data, batches, opts);
+  const { plan } = staged;
+  const { fwd, stageOf, last } = stagedRun(ctx, plan, taps);
+  ctx.totalTokens = data.tokens * (last + 1);
+  ctx.totalPasses = 2 * last + 1;
+  try {
+    for (let k = 0; k <= last; k++) {
+      const stageTaps = taps.filter((t) => stageOf(t) === k);
+      const acc = ctx.accumulators(stageTaps);
+      await fwd.run(k, { taps: stageTaps.map((t) => t.tensor), advance: false, onBatch: (b, tensors) => ctx.addBatch(acc, batches[b], (t) => tensors[t]) });
+      ctx.noteProvider(fwd.provider, fwd.notes[0]);
+      const results = await ctx.finishPass(acc);
+      const stage = plan.stages[k];
+      const produces = new Set<string>();
+      for (const [t, s] of plan.producerStage) if (s === k) produces.add(t);
+      const probe: StageProbe = {
+        block: stage.block,
+        produces,
+        run: async (overrides, outputs, onBatch) => {
+          for (const o of outputs) if (!produces.has(o)) throw new Error(`stage ${k} does not compute '${o}'`);
+          await fwd.run(k, { taps: outputs, tapsOnly: true, advance: false, overrides, onBatch: async (b, t) => onBatch(b, t) });
+        },
+      };
+      if (results.length) await onStage(results, probe);
+      for (const r of results) r.hessian = null;
+      if (k < last) {
+        await fwd.run(k, { taps: [], advance: true });
+        ctx.pass++;
+      }
+    }
+  } catch (e) {
+    throw asCalibrationCancel(e);
+  }
+  return ctx.result(t0);
+}
+
 /** The taps a calibration makes: every linear layer's input, or the subset `tensors`. */
 export function selectTaps(model: OnnxModel, tensors?: string[]): Tap[] {
   const taps = planTaps(indexLinears(model));

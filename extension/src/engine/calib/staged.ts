@@ -255,6 +255,8 @@ export interface StageRunOptions {
    * same optimized graph, so a tap reads bit-identical values whichever run takes it.
    */
   expose?: string[];
+  /** Compute `taps` only, not the stage's outputs (a run that does not advance and reads a few tensors). */
+  tapsOnly?: boolean;
   onBatch?: (batch: number, tensors: Record<string, OrtTensor>) => Promise<void>;
 }
 
@@ -297,7 +299,8 @@ export class StagedForward {
     const stage = this.plan.stages[index];
     // The stage's outputs are computed on every run, kept or not: the same graph each time, so
     // onnxruntime fuses the same way and a tap reads the same values whichever run takes it.
-    const outputs = [...new Set([...stage.outputs, ...(o.expose ?? []), ...o.taps])];
+    if (o.tapsOnly && o.advance) throw new Error(`stage ${index}: a run that advances computes the stage's outputs`);
+    const outputs = [...new Set([...(o.tapsOnly ? [] : stage.outputs), ...(o.expose ?? []), ...o.taps])];
     const produced = new Set(stage.outputs);
     for (const t of o.taps) {
       if (!produced.has(t) && this.plan.producerStage.get(t) !== index && !this.live[0]?.has(t)) {

@@ -7,7 +7,10 @@
  *    √(max s · min s); α on the grid i/20, i = 0..19 (the code's n_grid). The loss of a candidate
  *    is the output error of every layer sharing the input,
  *        Σ_layers ‖X (Q(W·diag s)·diag(s)⁻¹ − W)ᵀ‖² = Σ tr(ΔW H ΔWᵀ)·N/2,   W: [out × in], H = (2/N) XᵀX,
- *    evaluated exactly through the calibration Hessian (no activations kept). The best s is
+ *    evaluated exactly through the calibration Hessian (no activations kept). With
+ *    `awqLoss: "module"` the loss of q/k/v is the error of the block's attention output and that of
+ *    gate/up the error of its MLP output, as the code's `module2inspect` measures it: the block is
+ *    re-run on its fp inputs per candidate (calib/runner.ts calibrateWithProbes). The best s is
  *    applied at once (W ← W·diag s, the input divided by s through export/smoothing.ts; a fold
  *    into a previous linear divides that linear's rows before it is quantized, as the code's
  *    `apply_scale` does).
@@ -18,7 +21,7 @@
  */
 import { CancelledError, UsageError } from "../errors";
 import type { ChannelStats } from "../calib/channel-stats";
-import { calibrate } from "../calib/runner";
+import { calibrate, calibrateWithProbes, type CalibrationResult, type StageProbe, type TapResult } from "../calib/runner";
 import { spillProperty } from "../spill";
 import { planTaps, type Tap } from "../calib/taps";
 import { sgemm } from "../kernels/linalg";
@@ -28,7 +31,8 @@ import type { OnnxModel } from "../onnx/model";
 import { actQuantOf, type ActQuant } from "../export/act-qdq";
 import { planSmoothingFold, type SmoothingVector } from "../export/smoothing";
 import type { QuantConfig } from "./config";
-import { readWeightOutIn } from "./layer-weights";
+import { readWeightOutIn, toStoredLayout } from "./layer-weights";
+import { f16ToF32 } from "../kernels/index";
 import { proxyLoss } from "./proxy";
 import type { LayerQuant, QuantizedModel, QuantizeOptions } from "./quantize";
 
@@ -124,6 +128,60 @@ export async function awqScaleSearch(
     const s = awqScales(sx, alpha);
     let loss = 0;
     for (const l of layers) loss += await quadraticError(await smoothedQuantError(l, s, spec, signal), hf, l.rows, l.cols, signal);
+    candidates.push({ alpha, loss });
+    if (!best || loss < best.loss) best = { alpha, scale: s, loss, candidates };
+  }
+  return best!;
+}
+
+/**
+ * The scale search as AWQ's code runs it for q/k/v and gate/up (`module2inspect`): the loss of a
+ * candidate s is the squared error of a whole module's output, the block's attention (o_proj's
+ * output) or MLP (down_proj's output), with the layers sharing the input replaced by
+ * Q(W·diag s)·diag(s)⁻¹ and everything else in fp, over every calibration token. `probe`
+ * re-runs the block on its fp inputs; `toModel` maps a candidate [out × in] weight of the current
+ * (smoothed) coordinates to what the model stores for that layer.
+ */
+export async function awqModuleScaleSearch(
+  layers: { m: WeightMatrix; weight: string; toModel: (w: Float32Array) => Float32Array }[],
+  sx: ArrayLike<number>,
+  spec: WeightSpec,
+  opts: Pick<AwqOptions, "grid" | "alpha">,
+  probe: StageProbe,
+  output: string,
+  signal?: AbortSignal,
+): Promise<ScaleSearchResult> {
+  const values = (t: { type: string; data: unknown }): Float32Array => {
+    if (t.type === "float32") return t.data as Float32Array;
+    if (t.type === "float16") return f16ToF32(t.data as Uint16Array);
+    throw new Error(`AWQ module loss: '${output}' has type ${t.type}; expected float32 or float16`);
+  };
+  const reference: Float32Array[] = [];
+  await probe.run(new Map(), [output], (b, t) => {
+    reference[b] = values(t[output]);
+  });
+  const alphas = opts.alpha !== undefined ? [opts.alpha] : Array.from({ length: opts.grid }, (_, i) => i / opts.grid);
+  const candidates: ScaleSearchResult["candidates"] = [];
+  let best: ScaleSearchResult | null = null;
+  for (const alpha of alphas) {
+    if (signal?.aborted) throw new CancelledError("AWQ scale search");
+    const s = awqScales(sx, alpha);
+    const overrides = new Map<string, Float32Array>();
+    for (const l of layers) {
+      const e = await smoothedQuantError(l.m, s, spec, signal);
+      for (let i = 0; i < e.length; i++) e[i] += l.m.w[i];
+      overrides.set(l.weight, l.toModel(e));
+    }
+    let loss = 0;
+    await probe.run(overrides, [output], (b, t) => {
+      const y = values(t[output]);
+      const r = reference[b];
+      if (!r || r.length !== y.length) throw new Error(`AWQ module loss: batch ${b} of '${output}' changed shape between runs`);
+      for (let i = 0; i < y.length; i++) {
+        const d = y[i] - r[i];
+        loss += d * d;
+      }
+    });
     candidates.push({ alpha, loss });
     if (!best || loss < best.loss) best = { alpha, scale: s, loss, candidates };
   }
@@ -229,6 +287,8 @@ export interface BlockContext {
   config: QuantConfig;
   signal?: AbortSignal;
   log: (message: string) => void;
+  /** Re-runs of this block on its fp inputs (AWQ's module-output loss); null when the model does not stage. */
+  probe?: StageProbe | null;
 }
 
 export interface BlockResult {
@@ -272,34 +332,59 @@ export async function quantizeByBlock(
   const actQuant: ActQuant[] = [];
   const ctx: BlockContext = { model, index, config, signal: opts.signal, log };
   const order = new Map(wanted.map((t, i) => [t.tensor, i]));
-  const c = await calibrate(model, opts.data, {
-    ...opts.calib,
-    tensors: wanted.map((t) => t.tensor),
-    signal: opts.signal,
-    sink: async (r) => {
-      const key = keyOf(r.tap);
-      const list = pending.get(key) ?? [];
-      pending.set(key, list);
-      list.push({ tap: r.tap, layers: layersOf(r.tap), stats: r.stats, hessian: r.hessian! });
-      if (list.length < expected.get(key)!) return;
-      pending.delete(key);
-      list.sort((a, b) => order.get(a.tap.tensor)! - order.get(b.tap.tensor)!);
-      if (opts.signal?.aborted) throw new CancelledError("quantization");
-      log(`${config.method} ${key.replace(/^block:/, "block ")}`);
-      const out = await pass(list, ctx);
-      for (const lq of out.layers) {
-        if (opts.spill) spillProperty(lq, "codes", opts.spill);
-        results.set(lq.layer.name, lq);
+  const runBlock = async (list: BlockTap[], key: string, probe: StageProbe | null) => {
+    list.sort((a, b) => order.get(a.tap.tensor)! - order.get(b.tap.tensor)!);
+    if (opts.signal?.aborted) throw new CancelledError("quantization");
+    log(`${config.method} ${key.replace(/^block:/, "block ")}`);
+    const out = await pass(list, { ...ctx, probe });
+    for (const lq of out.layers) {
+      if (opts.spill) spillProperty(lq, "codes", opts.spill);
+      results.set(lq.layer.name, lq);
+    }
+    smoothing.push(...out.smoothing);
+    if (actBits) {
+      for (const e of list) {
+        const sv = out.smoothing.find((x) => x.tensor === e.tap.tensor);
+        actQuant.push(actQuantOf(e.tap.tensor, e.layers.map((l) => l.name), e.stats.absmax, sv?.scale));
       }
-      smoothing.push(...out.smoothing);
-      if (actBits) {
-        for (const e of list) {
-          const sv = out.smoothing.find((x) => x.tensor === e.tap.tensor);
-          actQuant.push(actQuantOf(e.tap.tensor, e.layers.map((l) => l.name), e.stats.absmax, sv?.scale));
+    }
+  };
+  const blockTap = (r: TapResult): BlockTap => ({ tap: r.tap, layers: layersOf(r.tap), stats: r.stats, hessian: r.hessian! });
+  let c: CalibrationResult;
+  if (config.method === "awq" && config.awqLoss === "module") {
+    // Block by block, so the scale search can run the block's attention / MLP on its fp inputs.
+    c = await calibrateWithProbes(
+      model,
+      opts.data,
+      wanted.map((t) => t.tensor),
+      async (stageResults, probe) => {
+        if (!probe) log("--awq-loss module: the model does not run block by block here (one block, or too much calibration data to hold between blocks); the scale search measures each layer's output instead");
+        for (const r of stageResults) pending.set(keyOf(r.tap), [...(pending.get(keyOf(r.tap)) ?? []), blockTap(r)]);
+        for (const [key, list] of [...pending]) {
+          if (list.length < expected.get(key)!) continue;
+          pending.delete(key);
+          // The probe re-runs this stage only: a block whose taps came from several stages measures per layer.
+          await runBlock(list, key, list.every((e) => stageResults.some((r) => r.tap === e.tap)) ? probe : null);
         }
-      }
-    },
-  });
+      },
+      { ...opts.calib, signal: opts.signal },
+    );
+  } else {
+    c = await calibrate(model, opts.data, {
+      ...opts.calib,
+      tensors: wanted.map((t) => t.tensor),
+      signal: opts.signal,
+      sink: async (r) => {
+        const key = keyOf(r.tap);
+        const list = pending.get(key) ?? [];
+        pending.set(key, list);
+        list.push(blockTap(r));
+        if (list.length < expected.get(key)!) return;
+        pending.delete(key);
+        await runBlock(list, key, null);
+      },
+    });
+  }
   if (pending.size) throw new Error(`calibration ended with blocks still incomplete: ${[...pending.keys()].join(", ")}`);
   smoothing.sort((a, b) => order.get(a.tensor)! - order.get(b.tensor)!);
   actQuant.sort((a, b) => order.get(a.tensor)! - order.get(b.tensor)!);
@@ -422,7 +507,18 @@ export const awqBlock: BlockPass = async (block, ctx) => {
   for (const e of block) {
     const t0 = performance.now();
     const xs = e.layers.map((l) => state.get(l.name)!);
-    const found = await awqScaleSearch(xs.map((x) => ({ w: x.w, rows: x.layer.out, cols: x.layer.in })), e.stats.absMean(), e.hessian, spec, opts, signal);
+    const module = ctx.probe && config.awqLoss === "module" ? moduleOutput(index, e.layers, ctx.probe) : null;
+    const found = module
+      ? await awqModuleScaleSearch(
+          xs.map((x) => ({ m: { w: x.w, rows: x.layer.out, cols: x.layer.in }, weight: x.layer.weight, toModel: (w: Float32Array) => toStoredLayout(x.layer, inOriginalCoordinates(x, w)) })),
+          e.stats.absMean(),
+          spec,
+          opts,
+          ctx.probe!,
+          module.output,
+          signal,
+        )
+      : await awqScaleSearch(xs.map((x) => ({ w: x.w, rows: x.layer.out, cols: x.layer.in })), e.stats.absMean(), e.hessian, spec, opts, signal);
     const s = found.scale;
     if (s.some((v) => v !== 1)) {
       const fold = planSmoothingFold(model, index, e.tap.tensor, e.layers, done);
@@ -433,7 +529,7 @@ export const awqBlock: BlockPass = async (block, ctx) => {
     } else {
       hScaled.set(e, Float32Array.from(e.hessian));
     }
-    ctx.log(`awq ${e.tap.tensor}: α = ${found.alpha}`);
+    ctx.log(`awq ${e.tap.tensor}: α = ${found.alpha}${module ? ` (loss on ${module.role}'s output)` : ""}`);
     for (const l of e.layers) done.add(l.name);
     searchSeconds.set(e, (performance.now() - t0) / 1000);
   }
@@ -449,3 +545,29 @@ export const awqBlock: BlockPass = async (block, ctx) => {
   }
   return { layers, smoothing };
 };
+
+/**
+ * The module whose output AWQ's code measures for the layers reading one input: the attention
+ * (o_proj's output) for q/k/v, the MLP (down_proj's output) for gate/up, in the same block and
+ * computed by the probed stage. Null for the others (o_proj, down_proj: their own output, which
+ * the Hessian gives exactly) and when the roles are unknown.
+ */
+export function moduleOutput(index: LinearIndex, layers: LinearLayer[], probe: StageProbe): { role: "o" | "down"; output: string } | null {
+  const roles = new Set(layers.map((l) => l.role));
+  const block = layers[0]?.block ?? null;
+  if (block === null || layers.some((l) => l.block !== block)) return null;
+  const role = [...roles].every((r) => r === "q" || r === "k" || r === "v") ? "o" : [...roles].every((r) => r === "gate" || r === "up") ? "down" : null;
+  if (!role) return null;
+  const target = index.layers.filter((l) => l.block === block && l.role === role);
+  if (target.length !== 1 || !probe.produces.has(target[0].output)) return null;
+  return { role, output: target[0].output };
+}
+
+/** A weight of the smoothed coordinates (W_cur = diag(r)·W·diag(s)) back in the model's: diag(r)⁻¹·W_cur·diag(s)⁻¹. */
+function inOriginalCoordinates(x: SmoothedWeight, w: Float32Array): Float32Array {
+  if (!x.s && !x.r) return w;
+  const { out: rows, in: cols } = x.layer;
+  const o = new Float32Array(w.length);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) o[i * cols + j] = w[i * cols + j] / ((x.r ? x.r[i] : 1) * (x.s ? x.s[j] : 1));
+  return o;
+}

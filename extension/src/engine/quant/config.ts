@@ -45,6 +45,12 @@ export interface QuantConfig {
   smoothScope?: "norm" | "exact";
   /** AWQ: the clipping search after the scale search (default true). */
   awqClip?: boolean;
+  /**
+   * AWQ: what the scale search minimises for q/k/v and gate/up. "layers" (default): the output
+   * error of the layers sharing the input, exact through the Hessian; "module": the error of the
+   * block's attention or MLP output, re-running the block per candidate (AWQ's code).
+   */
+  awqLoss?: "layers" | "module";
   /** Calibrated static int8 activation quantization of every quantized layer's input (W8A8); SmoothQuant implies 8. */
   actBits?: 8;
   /** QuIP (quant/quip.ts): base seed of U and V (default 0; the convention is in quip.ts). */
@@ -91,6 +97,7 @@ export function checkConfig(c: QuantConfig): QuantConfig {
   if (c.smoothScope !== undefined && !["norm", "exact"].includes(c.smoothScope)) throw new UsageError(`smoothScope must be norm or exact, not '${c.smoothScope}'`);
   if (c.actOrderGroups !== undefined && !["static", "permuted"].includes(c.actOrderGroups)) throw new UsageError(`--act-order-groups must be static or permuted, not '${c.actOrderGroups}'`);
   if (c.groupParams !== undefined && !["batch-start", "updated"].includes(c.groupParams)) throw new UsageError(`--group-params must be batch-start or updated, not '${c.groupParams}'`);
+  if (c.awqLoss !== undefined && !["layers", "module"].includes(c.awqLoss)) throw new UsageError(`--awq-loss must be layers or module, not '${c.awqLoss}'`);
   if (c.actBits !== undefined && c.actBits !== 8) throw new UsageError(`--act-bits must be 8 (static int8 activations), not ${c.actBits}`);
   return c;
 }
