@@ -47,4 +47,10 @@ export default tseslint.config(
     files: ["scripts/**/*.mjs", "*.mjs", ".ci/**/*.mjs"],
     languageOptions: { globals: { process: "readonly", console: "readonly" } },
   },
+  {
+    // The onnxruntime worker thread's script: CommonJS, loaded by path (calib/ort-host.ts).
+    files: ["extension/src/**/*.cjs"],
+    languageOptions: { sourceType: "commonjs", globals: { process: "readonly", require: "readonly" } },
+    rules: { "@typescript-eslint/no-require-imports": "off" },
+  },
 );

@@ -48,6 +48,10 @@ if (fs.existsSync("webview/src/main.ts")) {
   });
 }
 
+// The onnxruntime worker thread's script (plain JavaScript, loaded by path next to the bundles).
+fs.mkdirSync("dist", { recursive: true });
+fs.copyFileSync("extension/src/engine/calib/ort-worker.cjs", "dist/ort-worker.cjs");
+
 if (watch) {
   for (const t of targets) (await esbuild.context(t)).watch();
 } else {

@@ -5,6 +5,7 @@ process.env.ORT_DISABLE_TELEMETRY = "1"; // before anything can load onnxruntime
 
 import * as vscode from "vscode";
 import { configureKernels } from "./engine/kernels/index";
+import { setSessionHost } from "./engine/calib/session";
 import { Host } from "./commands/host";
 import { registerQuantizeCommands } from "./commands/quantize";
 import { registerAnalyzeCommand } from "./commands/analyze";
@@ -20,6 +21,9 @@ export function activate(context: vscode.ExtensionContext): void {
   // Restricted Mode: no native code until the workspace is trusted (the TypeScript kernels run,
   // and commands that run models refuse).
   configureKernels({ log: (m) => host.log(m), allowNative: vscode.workspace.isTrusted });
+  // onnxruntime runs block their thread for the length of a batch: keep them off the extension
+  // host's event loop (seconds per batch on a large model).
+  setSessionHost("worker");
   const panels = new PanelHost(context.extensionUri, (l) => host.log(l));
   const tree = new ModelTreeProvider((l) => host.log(l));
   const deps: ReportPanelsDeps = {

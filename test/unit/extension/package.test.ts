@@ -16,6 +16,7 @@ describe("VSIX contents", () => {
       "media/quantlens.svg",
       "dist/extension.js",
       "dist/cli.js",
+      "dist/ort-worker.cjs",
       "dist/webview/main.js",
       "native-kernels/build/Release/quantlens_kernels.node",
       "node_modules/onnxruntime-node/dist/index.js",

@@ -5,6 +5,7 @@ import { ModelProtoSchema, type ModelProto } from "../onnx/proto/onnx_pb";
 import { isExternal } from "../onnx/external";
 import type { OnnxModel } from "../onnx/model";
 import { BadModelError } from "../errors";
+import { createWorkerSession, type OrtSession } from "./ort-host";
 
 // No telemetry leaves the machine: set before onnxruntime is first loaded.
 process.env.ORT_DISABLE_TELEMETRY = "1";
@@ -45,8 +46,19 @@ export interface SessionOptions {
  */
 export const LOW_MEMORY_WEIGHT_BYTES = 2 ** 30;
 
+/**
+ * Where sessions run: "inline" (this thread; the CLI) or "worker" (one worker thread, so a long
+ * run does not block this thread's event loop; the extension host). `QUANTLENS_ORT_WORKER=1`
+ * selects the worker too.
+ */
+let sessionHost: "inline" | "worker" = process.env.QUANTLENS_ORT_WORKER === "1" ? "worker" : "inline";
+
+export function setSessionHost(host: "inline" | "worker"): void {
+  sessionHost = host;
+}
+
 export interface RunnerSession {
-  session: import("onnxruntime-node").InferenceSession;
+  session: OrtSession;
   provider: "cpu" | "cuda";
   /** Why CUDA was not used, when it was asked for or available. */
   note?: string;
@@ -84,15 +96,17 @@ export async function createSession(model: OnnxModel, proto: ModelProto, opts: S
   };
   const tryCreate = async (providers: string[]) => {
     const external = proto.graph!.initializer.some(isExternal);
-    if (!external) return o.InferenceSession.create(toBinary(ModelProtoSchema, proto), { ...base, executionProviders: providers });
+    const make = (bytes: Uint8Array, options: import("onnxruntime-node").InferenceSession.SessionOptions): Promise<OrtSession> =>
+      sessionHost === "worker" ? createWorkerSession(o, bytes, options) : o.InferenceSession.create(bytes, options);
+    if (!external) return make(toBinary(ModelProtoSchema, proto), { ...base, executionProviders: providers });
     // The graph goes in as bytes; onnxruntime reads the external data itself, by offset, from
     // the model's folder (locations were checked to stay inside it when the model was loaded).
     // Links from a temp folder do not work: onnxruntime ≥ 1.2x refuses data that resolves
     // outside the folder it loads the model from.
     const extra = { session: { ...config, model_external_initializers_file_folder_path: model.dir } };
-    return o.InferenceSession.create(toBinary(ModelProtoSchema, proto), { ...base, extra, executionProviders: providers });
+    return make(toBinary(ModelProtoSchema, proto), { ...base, extra, executionProviders: providers });
   };
-  let session: import("onnxruntime-node").InferenceSession | undefined;
+  let session: OrtSession | undefined;
   let provider: "cpu" | "cuda" = "cpu";
   if (wantCuda) {
     if (cudaProviderInstalled()) {
