@@ -204,6 +204,15 @@ describe("calibration on stories260K", () => {
     // What the later blocks were calibrated on is the fp model's, probes notwithstanding.
     expect(probed.taps.map((t) => t.tap.tensor)).toEqual(whole.taps.map((t) => t.tap.tensor));
     for (let i = 0; i < whole.taps.length; i++) expect(probed.taps[i].stats.absmax).toEqual(whole.taps[i].stats.absmax);
+    // A budget that splits each block's taps over several runs: the same numbers, one onStage per block.
+    const blocks: (number | null)[] = [];
+    const split = await calibrateWithProbes(model, data, whole.taps.map((t) => t.tap.tensor), async (_r, probe) => void blocks.push(probe!.block), { batchSize: 2, maxMemory: 6_000_000 });
+    expect(blocks).toEqual([0, 1, 2, 3, 4, null]);
+    expect(split.passes).toBeGreaterThan(probed.passes);
+    for (let i = 0; i < whole.taps.length; i++) {
+      expect(split.taps[i].tap.tensor).toBe(whole.taps[i].tap.tensor);
+      expect(split.taps[i].stats.absmax).toEqual(whole.taps[i].stats.absmax);
+    }
   });
 });
 

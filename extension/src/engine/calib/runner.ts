@@ -385,17 +385,23 @@ export async function calibrateWithProbes(
   }
   const batches = equalLengthBatches(data.sequences, opts.batchSize ?? 8);
   const ctx = new PassContext(model, data, batches, opts);
-  const { plan } = staged;
+  const { plan, heldBytes } = staged;
   const { fwd, stageOf, last } = stagedRun(ctx, plan, taps);
-  ctx.totalTokens = data.tokens * (last + 1);
-  ctx.totalPasses = 2 * last + 1;
+  const runs = Array.from({ length: last + 1 }, (_, k) => ctx.planRuns(taps.filter((t) => stageOf(t) === k), plan.stages[k].weightBytes * 2 + heldBytes));
+  ctx.totalTokens = data.tokens * runs.flat().length;
+  ctx.totalPasses = runs.reduce((a, r) => a + r.length, 0) + last;
   try {
     for (let k = 0; k <= last; k++) {
-      const stageTaps = taps.filter((t) => stageOf(t) === k);
-      const acc = ctx.accumulators(stageTaps);
-      await fwd.run(k, { taps: stageTaps.map((t) => t.tensor), advance: false, onBatch: (b, tensors) => ctx.addBatch(acc, batches[b], (t) => tensors[t]) });
-      ctx.noteProvider(fwd.provider, fwd.notes[0]);
-      const results = await ctx.finishPass(acc);
+      // A block's taps in as few runs as the budget allows (the same graph each: `expose`); the
+      // block's results all go to onStage together.
+      const results: TapResult[] = [];
+      const expose = runs[k].flat().map((t) => t.tensor);
+      for (const part of runs[k]) {
+        const acc = ctx.accumulators(part);
+        await fwd.run(k, { taps: part.map((t) => t.tensor), expose, advance: false, onBatch: (b, tensors) => ctx.addBatch(acc, batches[b], (t) => tensors[t]) });
+        ctx.noteProvider(fwd.provider, fwd.notes[0]);
+        results.push(...(await ctx.finishPass(acc)));
+      }
       const stage = plan.stages[k];
       const produces = new Set<string>();
       for (const [t, s] of plan.producerStage) if (s === k) produces.add(t);
