@@ -53,8 +53,10 @@ void rtnDequantAvx2(const uint8_t* q, size_t n, float scale, float zero, float* 
 void fwhtRowAvx2(float* x, size_t n, float norm);
 
 // orthogonal_x86.cpp: the dense-factor batch of orthogonal_kernels.h compiled for AVX2
-// (bit-identical to the scalar build: independent lanes, no FMA).
-void orthoChainAvx2(double* buf, size_t d, const double* reflectors, const double* D, bool inverse);
+// (bit-identical to the scalar build: independent lanes, no FMA), at 8, 16 and 32 lanes.
+void orthoChainAvx2x8(double* buf, size_t d, const double* reflectors, const double* D, bool inverse);
+void orthoChainAvx2x16(double* buf, size_t d, const double* reflectors, const double* D, bool inverse);
+void orthoChainAvx2x32(double* buf, size_t d, const double* reflectors, const double* D, bool inverse);
 
 // gptq_x86.cpp: one GPTQ panel (16 rows) through a lazy batch, bit-identical to gptqPanelScalar
 // (gptq_panel.h: same divisions and rounding, multiply and subtract kept apart).

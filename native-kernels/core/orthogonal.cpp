@@ -102,21 +102,38 @@ void hadamardFactor(const OrthoFactor& f, float* x, size_t outer, size_t inner, 
   }
 }
 
+template <size_t W>
 void chainBatchScalar(double* buf, size_t d, const double* reflectors, const double* D, bool inverse) {
-  chainBatch(buf, d, reflectors, D, inverse);
+  chainBatch<W>(buf, d, reflectors, D, inverse);
+}
+
+/**
+ * The widest batch (32, 16 or 8 lanes) whose padding wastes at most an eighth of the lanes a row's
+ * `vectors` need; 8 below that.
+ */
+size_t chainLanes(size_t vectors) {
+  for (size_t W : {size_t{32}, size_t{16}}) {
+    const size_t padded = (vectors + W - 1) / W * W;
+    if (8 * (padded - vectors) <= vectors) return W;
+  }
+  return kChainLanes;
+}
+
+ChainFn chainFor(size_t W) {
+#if QL_X86_SIMD
+  if (useAvx2Fma()) return W == 32 ? orthoChainAvx2x32 : W == 16 ? orthoChainAvx2x16 : orthoChainAvx2x8;
+#endif
+  return W == 32 ? chainBatchScalar<32> : W == 16 ? chainBatchScalar<16> : chainBatchScalar<8>;
 }
 
 void denseFactor(const OrthoFactor& f, float* x, size_t outer, size_t inner, bool inverse, double* buf) {
-  constexpr size_t W = kChainLanes;
   const size_t d = f.size, vectors = outer * inner;
-  void (*chain)(double*, size_t, const double*, const double*, bool) = chainBatchScalar;
-#if QL_X86_SIMD
-  if (useAvx2Fma()) chain = orthoChainAvx2;
-#endif
+  const size_t W = chainLanes(vectors);
+  const ChainFn chain = chainFor(W);
   // Vector t (t = o·inner + j) has element b at x[o·d·inner + b·inner + j].
   for (size_t t0 = 0; t0 < vectors; t0 += W) {
     const size_t w = std::min(W, vectors - t0);
-    size_t base[W];
+    size_t base[kChainLanesMax];
     for (size_t l = 0; l < w; l++) base[l] = ((t0 + l) / inner) * d * inner + (t0 + l) % inner;
     for (size_t b = 0; b < d; b++) {
       for (size_t l = 0; l < w; l++) buf[b * W + l] = x[base[l] + b * inner];
@@ -184,25 +201,29 @@ void applyOrtho(const OrthoTransform& t, float* X, size_t rows, bool inverse, co
   const size_t tasks = (rows + rowsPerTask - 1) / rowsPerTask;
   const auto run = [&](size_t task) {
     if (isCancelled(cancel)) return;
-    std::vector<double> buf(maxDense * kChainLanes);
-    const size_t end = std::min(rows, (task + 1) * rowsPerTask);
-    for (size_t r = task * rowsPerTask; r < end; r++) {
-      float* x = X + r * n;
+    std::vector<double> buf(maxDense * kChainLanesMax);
+    const size_t begin = task * rowsPerTask, end = std::min(rows, (task + 1) * rowsPerTask);
+    for (size_t r = begin; r < end; r++) {
+      const float* x = X + r * n;
       const size_t bad = findNonFiniteFloat(x, n);
       if (bad < n)
         throw std::domain_error("orthogonal transform: X[" + std::to_string(r) + ", " + std::to_string(bad) +
                                 "] is " + (std::isnan(x[bad]) ? "NaN" : "infinite") + "; transform finite values only");
-      for (size_t step = 0; step < count; step++) {
-        const size_t a = inverse ? count - 1 - step : step;
-        const OrthoFactor& f = t.factors[a];
-        size_t outer = 1, inner = 1;
-        for (size_t i = 0; i < a; i++) outer *= t.factors[i].size;
-        for (size_t i = a + 1; i < count; i++) inner *= t.factors[i].size;
-        if (f.type == OrthoFactor::Type::Hadamard) {
-          hadamardFactor(f, x, outer, inner, inverse);
-        } else {
-          denseFactor(f, x, outer, inner, inverse, buf.data());
-        }
+    }
+    // The task's rows go through each factor together: row r's block o is block r·outer + o of
+    // the whole, so small factors still fill the batches' lanes (each vector's arithmetic is the
+    // same as row by row).
+    float* x = X + begin * n;
+    for (size_t step = 0; step < count; step++) {
+      const size_t a = inverse ? count - 1 - step : step;
+      const OrthoFactor& f = t.factors[a];
+      size_t outer = end - begin, inner = 1;
+      for (size_t i = 0; i < a; i++) outer *= t.factors[i].size;
+      for (size_t i = a + 1; i < count; i++) inner *= t.factors[i].size;
+      if (f.type == OrthoFactor::Type::Hadamard) {
+        hadamardFactor(f, x, outer, inner, inverse);
+      } else {
+        denseFactor(f, x, outer, inner, inverse, buf.data());
       }
     }
   };

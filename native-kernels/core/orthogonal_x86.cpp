@@ -8,8 +8,14 @@
 
 namespace ql {
 
-QL_TARGET_AVX2 void orthoChainAvx2(double* buf, size_t d, const double* reflectors, const double* D, bool inverse) {
-  chainBatch(buf, d, reflectors, D, inverse);
+QL_TARGET_AVX2 void orthoChainAvx2x8(double* buf, size_t d, const double* reflectors, const double* D, bool inverse) {
+  chainBatch<8>(buf, d, reflectors, D, inverse);
+}
+QL_TARGET_AVX2 void orthoChainAvx2x16(double* buf, size_t d, const double* reflectors, const double* D, bool inverse) {
+  chainBatch<16>(buf, d, reflectors, D, inverse);
+}
+QL_TARGET_AVX2 void orthoChainAvx2x32(double* buf, size_t d, const double* reflectors, const double* D, bool inverse) {
+  chainBatch<32>(buf, d, reflectors, D, inverse);
 }
 
 }  // namespace ql

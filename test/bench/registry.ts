@@ -9,6 +9,7 @@ import { tsReferenceSpeedup } from "./cases/ts-reference";
 import { indexModelCase } from "./cases/index-model";
 import { calibOverheadCase } from "./cases/calib-overhead";
 import { fwhtCase } from "./cases/fwht";
+import { orthoCase } from "./cases/ortho";
 import { rtnCase } from "./cases/rtn";
 import { eigenCase } from "./cases/eigen";
 import { sgemmCase } from "./cases/sgemm";
@@ -23,6 +24,7 @@ export const CASES: BenchCase[] = [
   channelStatsCase,
   ...conversionCases,
   fwhtCase,
+  orthoCase,
   rtnCase,
   eigenCase,
   sgemmCase,
