@@ -507,7 +507,8 @@ export const awqBlock: BlockPass = async (block, ctx) => {
   for (const e of block) {
     const t0 = performance.now();
     const xs = e.layers.map((l) => state.get(l.name)!);
-    const module = ctx.probe && config.awqLoss === "module" ? moduleOutput(index, e.layers, ctx.probe) : null;
+    // A fixed α (--alpha) needs no search, so no block re-runs.
+    const module = ctx.probe && config.awqLoss === "module" && opts.alpha === undefined ? moduleOutput(index, e.layers, ctx.probe) : null;
     const found = module
       ? await awqModuleScaleSearch(
           xs.map((x) => ({ m: { w: x.w, rows: x.layer.out, cols: x.layer.in }, weight: x.layer.weight, toModel: (w: Float32Array) => toStoredLayout(x.layer, inOriginalCoordinates(x, w)) })),
