@@ -120,14 +120,27 @@ export async function awqScaleSearch(
   const C = sx.length;
   if (layers.some((l) => l.cols !== C) || h.length !== C * C) throw new RangeError(`awqScaleSearch(): layers, s_x (${C}) and H (${h.length}) disagree on the input size`);
   const hf = h instanceof Float32Array ? h : Float32Array.from(h);
+  return alphaSearch(sx, opts, signal, async (s) => {
+    let loss = 0;
+    for (const l of layers) loss += await quadraticError(await smoothedQuantError(l, s, spec, signal), hf, l.rows, l.cols, signal);
+    return loss;
+  });
+}
+
+/** The α grid (or the fixed α) with s = awqScales(sx, α), keeping the candidate of least `lossOf(s)`. */
+async function alphaSearch(
+  sx: ArrayLike<number>,
+  opts: Pick<AwqOptions, "grid" | "alpha">,
+  signal: AbortSignal | undefined,
+  lossOf: (s: Float32Array) => Promise<number>,
+): Promise<ScaleSearchResult> {
   const alphas = opts.alpha !== undefined ? [opts.alpha] : Array.from({ length: opts.grid }, (_, i) => i / opts.grid);
   const candidates: ScaleSearchResult["candidates"] = [];
   let best: ScaleSearchResult | null = null;
   for (const alpha of alphas) {
     if (signal?.aborted) throw new CancelledError("AWQ scale search");
     const s = awqScales(sx, alpha);
-    let loss = 0;
-    for (const l of layers) loss += await quadraticError(await smoothedQuantError(l, s, spec, signal), hf, l.rows, l.cols, signal);
+    const loss = await lossOf(s);
     candidates.push({ alpha, loss });
     if (!best || loss < best.loss) best = { alpha, scale: s, loss, candidates };
   }
@@ -160,12 +173,7 @@ export async function awqModuleScaleSearch(
   await probe.run(new Map(), [output], (b, t) => {
     reference[b] = values(t[output]);
   });
-  const alphas = opts.alpha !== undefined ? [opts.alpha] : Array.from({ length: opts.grid }, (_, i) => i / opts.grid);
-  const candidates: ScaleSearchResult["candidates"] = [];
-  let best: ScaleSearchResult | null = null;
-  for (const alpha of alphas) {
-    if (signal?.aborted) throw new CancelledError("AWQ scale search");
-    const s = awqScales(sx, alpha);
+  return alphaSearch(sx, opts, signal, async (s) => {
     const overrides = new Map<string, Float32Array>();
     for (const l of layers) {
       const e = await smoothedQuantError(l.m, s, spec, signal);
@@ -182,10 +190,8 @@ export async function awqModuleScaleSearch(
         loss += d * d;
       }
     });
-    candidates.push({ alpha, loss });
-    if (!best || loss < best.loss) best = { alpha, scale: s, loss, candidates };
-  }
-  return best!;
+    return loss;
+  });
 }
 
 /**
