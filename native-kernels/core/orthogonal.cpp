@@ -108,8 +108,8 @@ void chainBatchScalar(double* buf, size_t d, const double* reflectors, const dou
 }
 
 /**
- * The widest batch (32, 16 or 8 lanes) whose padding wastes at most an eighth of the lanes a row's
- * `vectors` need; 8 below that.
+ * The widest batch (32, 16 or 8 lanes) whose padding wastes at most an eighth of the lanes the
+ * `vectors` of one factor over a task's rows need; 8 below that.
  */
 size_t chainLanes(size_t vectors) {
   for (size_t W : {size_t{32}, size_t{16}}) {

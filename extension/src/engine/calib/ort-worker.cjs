@@ -20,7 +20,7 @@ async function handle(m) {
       const session = await ort.InferenceSession.create(m.bytes, m.options);
       const id = nextSession++;
       sessions.set(id, session);
-      return { session: id, inputNames: session.inputNames, outputNames: session.outputNames };
+      return { session: id };
     }
     case "run": {
       const session = sessions.get(m.session);
@@ -46,6 +46,6 @@ async function handle(m) {
 parentPort.on("message", (m) => {
   handle(m).then(
     (result) => parentPort.postMessage({ id: m.id, result }),
-    (e) => parentPort.postMessage({ id: m.id, error: { message: e instanceof Error ? e.message : String(e), stack: e instanceof Error ? e.stack : undefined } }),
+    (e) => parentPort.postMessage({ id: m.id, error: { message: e instanceof Error ? e.message : String(e) } }),
   );
 });

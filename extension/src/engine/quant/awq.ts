@@ -355,7 +355,18 @@ export async function quantizeByBlock(
       }
     }
   };
-  const blockTap = (r: TapResult): BlockTap => ({ tap: r.tap, layers: layersOf(r.tap), stats: r.stats, hessian: r.hessian! });
+  /** Hold taps until their block is complete, then run the pass on it (with `probe` when all of the block's taps came with it: a probe re-runs its own stage only). */
+  const collect = async (arrived: TapResult[], probe: StageProbe | null) => {
+    for (const r of arrived) {
+      const key = keyOf(r.tap);
+      pending.set(key, [...(pending.get(key) ?? []), { tap: r.tap, layers: layersOf(r.tap), stats: r.stats, hessian: r.hessian! }]);
+    }
+    for (const [key, list] of [...pending]) {
+      if (list.length < expected.get(key)!) continue;
+      pending.delete(key);
+      await runBlock(list, key, probe && list.every((e) => arrived.some((r) => r.tap === e.tap)) ? probe : null);
+    }
+  };
   let c: CalibrationResult;
   if (config.method === "awq" && config.awqLoss === "module") {
     // Block by block, so the scale search can run the block's attention / MLP on its fp inputs.
@@ -365,13 +376,7 @@ export async function quantizeByBlock(
       wanted.map((t) => t.tensor),
       async (stageResults, probe) => {
         if (!probe) log("--awq-loss module: the model does not run block by block here (one block, or too much calibration data to hold between blocks); the scale search measures each layer's output instead");
-        for (const r of stageResults) pending.set(keyOf(r.tap), [...(pending.get(keyOf(r.tap)) ?? []), blockTap(r)]);
-        for (const [key, list] of [...pending]) {
-          if (list.length < expected.get(key)!) continue;
-          pending.delete(key);
-          // The probe re-runs this stage only: a block whose taps came from several stages measures per layer.
-          await runBlock(list, key, list.every((e) => stageResults.some((r) => r.tap === e.tap)) ? probe : null);
-        }
+        await collect(stageResults, probe);
       },
       { ...opts.calib, signal: opts.signal },
     );
@@ -380,15 +385,7 @@ export async function quantizeByBlock(
       ...opts.calib,
       tensors: wanted.map((t) => t.tensor),
       signal: opts.signal,
-      sink: async (r) => {
-        const key = keyOf(r.tap);
-        const list = pending.get(key) ?? [];
-        pending.set(key, list);
-        list.push(blockTap(r));
-        if (list.length < expected.get(key)!) return;
-        pending.delete(key);
-        await runBlock(list, key, null);
-      },
+      sink: (r) => collect([r], null),
     });
   }
   if (pending.size) throw new Error(`calibration ended with blocks still incomplete: ${[...pending.keys()].join(", ")}`);
@@ -463,11 +460,7 @@ export async function finishSmoothedLayer(
   const t0 = performance.now();
   const l = x.layer;
   const q = await rtnQuantize(w, l.out, l.in, rtn, { signal });
-  const dq = rtnDequantizeSync(q, l.out, l.in, rtn.group);
-  for (let r = 0; r < l.out; r++) {
-    const rr = x.r ? x.r[r] : 1;
-    for (let j = 0; j < l.in; j++) dq[r * l.in + j] = dq[r * l.in + j] / (rr * (x.s ? x.s[j] : 1));
-  }
+  const dq = unscaled(l, rtnDequantizeSync(q, l.out, l.in, rtn.group), x.s, x.r);
   const loss = await proxyLoss(x.orig, dq, h, l.out, l.in, signal);
   const base = await rtnQuantize(x.orig, l.out, l.in, rtn, { signal });
   const lossRtn = await proxyLoss(x.orig, rtnDequantizeSync(base, l.out, l.in, rtn.group), h, l.out, l.in, signal);
@@ -490,10 +483,13 @@ export async function finishSmoothedLayer(
 
 /** A smoothed layer's dequantized W [out × in] (as `dequantized()` gives it) in the original model's coordinates. */
 export function unsmoothed(lq: LayerQuant, w: Float32Array): Float32Array {
-  const s = lq.smoothed?.inputScale;
-  const r = lq.smoothed?.outputScale;
+  return unscaled(lq.layer, w, lq.smoothed?.inputScale ?? null, lq.smoothed?.outputScale ?? null);
+}
+
+/** W [out × in] of the smoothed coordinates W_cur = diag(r)·W·diag(s) back in the model's: diag(r)⁻¹·W_cur·diag(s)⁻¹ (W itself when neither is set). */
+function unscaled(layer: LinearLayer, w: Float32Array, s: Float32Array | null, r: Float32Array | null): Float32Array {
   if (!s && !r) return w;
-  const { out: rows, in: cols } = lq.layer;
+  const { out: rows, in: cols } = layer;
   const o = new Float32Array(w.length);
   for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) o[i * cols + j] = w[i * cols + j] / ((r ? r[i] : 1) * (s ? s[j] : 1));
   return o;
@@ -517,7 +513,7 @@ export const awqBlock: BlockPass = async (block, ctx) => {
     const module = ctx.probe && config.awqLoss === "module" && opts.alpha === undefined ? moduleOutput(index, e.layers, ctx.probe) : null;
     const found = module
       ? await awqModuleScaleSearch(
-          xs.map((x) => ({ m: { w: x.w, rows: x.layer.out, cols: x.layer.in }, weight: x.layer.weight, toModel: (w: Float32Array) => toStoredLayout(x.layer, inOriginalCoordinates(x, w)) })),
+          xs.map((x) => ({ m: { w: x.w, rows: x.layer.out, cols: x.layer.in }, weight: x.layer.weight, toModel: (w: Float32Array) => toStoredLayout(x.layer, unscaled(x.layer, w, x.s, x.r)) })),
           e.stats.absMean(),
           spec,
           opts,
@@ -568,13 +564,4 @@ export function moduleOutput(index: LinearIndex, layers: LinearLayer[], probe: S
   const target = index.layers.filter((l) => l.block === block && l.role === role);
   if (target.length !== 1 || !probe.produces.has(target[0].output)) return null;
   return { role, output: target[0].output };
-}
-
-/** A weight of the smoothed coordinates (W_cur = diag(r)·W·diag(s)) back in the model's: diag(r)⁻¹·W_cur·diag(s)⁻¹. */
-function inOriginalCoordinates(x: SmoothedWeight, w: Float32Array): Float32Array {
-  if (!x.s && !x.r) return w;
-  const { out: rows, in: cols } = x.layer;
-  const o = new Float32Array(w.length);
-  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) o[i * cols + j] = w[i * cols + j] / ((x.r ? x.r[i] : 1) * (x.s ? x.s[j] : 1));
-  return o;
 }
