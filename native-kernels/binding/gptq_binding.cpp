@@ -1,4 +1,4 @@
-// gptqQuantize(w, h, rows, cols, options, codes, scales, zeros, perm, groupIndex, cancel?)
+// gptqQuantize(w, h, rows, cols, options, codes, scales, zeros, perm, groupIndex, cancel?, rowShrink?)
 //   -> Promise<{damp, percdamp, dampRetries, deadColumns, proxyLoss, proxyLossRtn, weightEnergy}>
 //
 //   w: Float32Array [rows·cols]   W: [out, in] row-major          (read only)
@@ -7,6 +7,7 @@
 //             maxDampRetries, losses}   (all present; kernels/gptq.ts fills the defaults)
 //   codes: Uint8Array [rows·cols], scales/zeros: Float32Array [rows·ngroups],
 //   perm/groupIndex: Int32Array [cols]   caller-allocated outputs (core/gptq.h has the layout)
+//   rowShrink: Float32Array [rows] in (0, 1], or undefined/null   per-row clipping (GptqOptions)
 //
 // Always an AsyncWorker: even a small layer costs a cols³ factorization. A NaN/±Inf in w or h
 // rejects with a RangeError, code ERR_QUANTLENS_NON_FINITE, naming the argument, row and column
@@ -57,6 +58,7 @@ struct GptqArgs {
   ArrayArg<float> w, h, scales, zeros;
   ArrayArg<uint8_t> codes;
   ArrayArg<int32_t> perm, groupIndex;
+  ArrayArg<float> rowShrink;  // data nullptr when absent
   size_t rows = 0, cols = 0;
   ql::GptqOptions options;
 };
@@ -98,6 +100,16 @@ GptqArgs ParseGptqArgs(const Napi::CallbackInfo& info) {
   a.groupIndex = Int32ArrayArg(info, 9, kFn, "groupIndex");
 
   const size_t rows = a.rows, cols = a.cols;
+  if (info.Length() > 11 && !info[11].IsUndefined() && !info[11].IsNull()) {
+    a.rowShrink = Float32ArrayArg(info, 11, kFn, "rowShrink");
+    ExpectLength(env, "rowShrink", a.rowShrink.length, rows, "rows");
+    for (size_t r = 0; r < rows; r++) {
+      const float p = a.rowShrink.data[r];
+      if (!(p > 0.0f && p <= 1.0f))
+        ThrowRangeError(env, kFn, "rowShrink", "[" + std::to_string(r) + "] must be in (0, 1], got " + std::to_string(p));
+    }
+    opt.rowShrink = a.rowShrink.data;
+  }
   const size_t ng = ql::gptqGroupCount(cols, opt.group);
   ExpectLength(env, "w", a.w.length, rows * cols, "rows·cols");
   ExpectLength(env, "h", a.h.length, cols * cols, "cols·cols");
@@ -119,7 +131,8 @@ GptqArgs ParseGptqArgs(const Napi::CallbackInfo& info) {
                         {"scales", a.scales.data, a.scales.length * 4},
                         {"zeros", a.zeros.data, a.zeros.length * 4},
                         {"perm", a.perm.data, a.perm.length * 4},
-                        {"groupIndex", a.groupIndex.data, a.groupIndex.length * 4}};
+                        {"groupIndex", a.groupIndex.data, a.groupIndex.length * 4},
+                        {"rowShrink", a.rowShrink.data, a.rowShrink.length * 4}};
   for (size_t i = 2; i < sizeof(spans) / sizeof(spans[0]); i++) {
     for (size_t j = 0; j < i; j++) {
       if (Overlaps(spans[i].p, spans[i].bytes, spans[j].p, spans[j].bytes))
@@ -136,6 +149,7 @@ class GptqWorker : public PromiseWorker {
     for (const Napi::Object& array : {a.w.array, a.h.array, a.codes.array, a.scales.array, a.zeros.array,
                                       a.perm.array, a.groupIndex.array})
       Keep(array);
+    if (a.rowShrink.data) Keep(a.rowShrink.array);
   }
 
  private:

@@ -51,8 +51,8 @@ void checkFinite(const float* x, size_t rows, size_t cols, const char* name) {
 }
 
 /** Per-channel or static-group parameters, up front, from W with dead columns zeroed. */
-void findUpfrontParams(const float* W, const std::vector<char>& dead, size_t deadCount, const GptqLayout& L, float* scales,
-                       float* zeros, const CancelFlag* cancel) {
+void findUpfrontParams(const float* W, const std::vector<char>& dead, size_t deadCount, const GptqLayout& L,
+                       const float* rowShrink, float* scales, float* zeros, const CancelFlag* cancel) {
   forRowChunks(L.rows, cancel, [&](size_t r0, size_t r1) {
     std::vector<float> buf;
     for (size_t r = r0; r < r1; r++) {
@@ -66,7 +66,8 @@ void findUpfrontParams(const float* W, const std::vector<char>& dead, size_t dea
             if (dead[c]) buf[c - c0] = 0;
           src = buf.data();
         }
-        rtn_params(src, c1 - c0, 1, L.spec, scales + r * L.ng + g, zeros + r * L.ng + g);
+        rtn_params_shrunk(src, c1 - c0, 1, L.spec, rowShrink ? rowShrink[r] : 1.0f, scales + r * L.ng + g,
+                          zeros + r * L.ng + g);
       }
     }
   });
@@ -148,6 +149,13 @@ GptqStats gptqQuantize(const float* W, size_t rows, size_t cols, const float* H,
     throw std::invalid_argument("gptq: percdamp must be finite and >= 0");
   }
   if (options.maxDampRetries < 0) throw std::invalid_argument("gptq: maxDampRetries must be >= 0");
+  if (options.rowShrink) {
+    for (size_t r = 0; r < rows; r++) {
+      const float p = options.rowShrink[r];
+      if (!(p > 0.0f && p <= 1.0f))
+        throw std::invalid_argument("gptq: rowShrink[" + std::to_string(r) + "] must be in (0, 1], got " + std::to_string(p));
+    }
+  }
   throwIfCancelled(cancel);
   checkFinite(W, rows, cols, "W");
   checkFinite(H, cols, cols, "H");
@@ -201,7 +209,7 @@ GptqStats gptqQuantize(const float* W, size_t rows, size_t cols, const float* H,
     L.invperm = invperm.data();
     L.groupStart = groupStart.data();
   } else if (L.mode != GptqGroupMode::Dynamic) {
-    findUpfrontParams(W, dead, stats.deadColumns, L, out.scales, out.zeros, cancel);
+    findUpfrontParams(W, dead, stats.deadColumns, L, options.rowShrink, out.scales, out.zeros, cancel);
   }
 
   // U: [cols, cols], upper Cholesky factor of (H + λI)⁻¹ in quantization order (H⁻¹ = UᵀU).
@@ -257,7 +265,7 @@ GptqStats gptqQuantize(const float* W, size_t rows, size_t cols, const float* H,
                             U.data(),    i1,                       i2,
                             ErrT.data() + r0, ldErr,               out.codes + r0 * cols,
                             out.scales + r0 * L.ng, out.zeros + r0 * L.ng, wt.data(),
-                            group.data()};
+                            group.data(), options.rowShrink ? options.rowShrink + r0 : nullptr};
           panelKernel(p);
         }
       };

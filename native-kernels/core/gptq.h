@@ -49,6 +49,10 @@ struct GptqOptions {
   int maxDampRetries = 4;
   /** Compute the proxy losses (three passes of ~rows·cols² flops each); off leaves them NaN. */
   bool losses = true;
+  /** Clipping: [rows] factors in (0, 1]; every group of row r takes its scale and zero from its
+   *  min/max range shrunk to [p·min, p·max], p = rowShrink[r] (rtn_params_shrunk). nullptr: 1.
+   *  Rows are independent, so a per-row search over p is exact (quant/gptq-clip.ts). */
+  const float* rowShrink = nullptr;
 };
 
 /**

@@ -81,7 +81,12 @@ struct GptqPanel {
   float* zeros;
   float* wt;
   float* group;
+  /** [lanes] per-row range shrink (GptqOptions::rowShrink offset to r0), or nullptr. */
+  const float* shrink;
 };
+
+/** Lane l's range shrink (1 without clipping). */
+inline float gptqLaneShrink(const GptqPanel& p, size_t l) { return p.shrink ? p.shrink[l] : 1.0f; }
 
 /** wt ← the panel's batch columns, column-major; padded lanes 0. */
 inline void gptqLoadPanel(const GptqPanel& p) {
@@ -108,7 +113,8 @@ inline void gptqFindDynamicGroup(const GptqPanel& p, size_t i) {
     // (W1, the batch's working copy, carries the in-batch updates). W here is that state for
     // every column: the batch's own columns are updated in wt, later ones only after the batch.
     for (size_t l = 0; l < p.lanes; l++) {
-      rtn_params(p.W + l * L.cols + i, ge - i, 1, L.spec, p.scales + l * L.ng + i / L.G, p.zeros + l * L.ng + i / L.G);
+      rtn_params_shrunk(p.W + l * L.cols + i, ge - i, 1, L.spec, gptqLaneShrink(p, l), p.scales + l * L.ng + i / L.G,
+                        p.zeros + l * L.ng + i / L.G);
     }
     return;
   }
@@ -119,7 +125,8 @@ inline void gptqFindDynamicGroup(const GptqPanel& p, size_t i) {
       for (size_t t = p.i1; t < i; t++) pending += p.errT[(t - p.i1) * p.ldErr + l] * p.U[t * L.cols + j];
       p.group[j - i] = p.W[l * L.cols + j] - pending;
     }
-    rtn_params(p.group, ge - i, 1, L.spec, p.scales + l * L.ng + i / L.G, p.zeros + l * L.ng + i / L.G);
+    rtn_params_shrunk(p.group, ge - i, 1, L.spec, gptqLaneShrink(p, l), p.scales + l * L.ng + i / L.G,
+                      p.zeros + l * L.ng + i / L.G);
   }
 }
 
@@ -135,7 +142,7 @@ inline void gptqFindStaticGroup(const GptqPanel& p, size_t i) {
   for (size_t l = 0; l < p.lanes; l++) {
     const float* w = p.W + l * L.cols;
     for (size_t c = c0; c < c1; c++) p.group[c - c0] = w[L.invperm[c]];
-    rtn_params(p.group, c1 - c0, 1, L.spec, p.scales + l * L.ng + g, p.zeros + l * L.ng + g);
+    rtn_params_shrunk(p.group, c1 - c0, 1, L.spec, gptqLaneShrink(p, l), p.scales + l * L.ng + g, p.zeros + l * L.ng + g);
   }
 }
 

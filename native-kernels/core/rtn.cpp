@@ -145,6 +145,20 @@ void rtn_params(const float* w, size_t n, size_t stride, QuantSpec spec, const C
   }
 }
 
+void rtn_params_shrunk(const float* w, size_t n, size_t stride, QuantSpec spec, float shrink, float* scale,
+                       float* zero) {
+  checkSpec(spec, "rtn_params");
+  float wmin, wmax, xmin, xmax;
+  if (!groupRange(w, n, stride, &wmin, &wmax)) throw std::domain_error("rtn_params: weights must be finite");
+  minMaxParams(wmin, wmax, spec, &xmin, &xmax, scale, zero);
+  if (shrink == 1.0f) return;
+  float s, z;
+  if (paramsOfRange(shrink * xmin, shrink * xmax, spec.symmetric, rtn_maxq(spec.bits), &s, &z)) {
+    *scale = s;
+    *zero = z;
+  }
+}
+
 void rtn_params(const float* w, size_t n, size_t stride, QuantSpec spec, float* scale, float* zero) {
   rtn_params(w, n, stride, spec, ClipSearch{}, scale, zero);
 }

@@ -101,6 +101,14 @@ inline float round_half_even(float x) {
  */
 void rtn_params(const float* w, size_t n, size_t stride, QuantSpec spec, float* scale, float* zero);
 
+/**
+ * As rtn_params, from the min/max range shrunk by `shrink` in (0, 1]: [p·xmin, p·xmax], one
+ * candidate of the clipping search (p = 1 − i/grid). shrink = 1 is rtn_params; a shrunk range
+ * too small for a normal float scale keeps the unshrunk parameters.
+ */
+void rtn_params_shrunk(const float* w, size_t n, size_t stride, QuantSpec spec, float shrink, float* scale,
+                       float* zero);
+
 /** As rtn_params, with the MSE clipping search when clip.grid > 0. */
 void rtn_params(const float* w, size_t n, size_t stride, QuantSpec spec, const ClipSearch& clip, float* scale,
                 float* zero);

@@ -40,6 +40,11 @@ const CONFIGS: Config[] = [
   { name: "GPTQ W4 g32 act-order, permuted groups", args: gptq(4, 32, ["--act-order-groups", "permuted"]), ref: { ppl: 4.723, kl: 0.0547, top1: 88.6 } },
   { name: "GPTQ W3 g32 act-order, permuted groups", args: gptq(3, 32, ["--act-order-groups", "permuted"]), ref: { ppl: 6.201, kl: 0.354, top1: 71.0 } },
   { name: "GPTQ W2 g32 act-order, permuted groups", args: gptq(2, 32, ["--act-order-groups", "permuted"]), ref: { ppl: 116.0, kl: 3.31, top1: 16.8 } },
+  // GPTQ with each row's clipping chosen on GPTQ's own proxy loss (quant/gptq-clip.ts).
+  { name: "GPTQ W4 per-channel act-order, clip search", args: gptq(4, 0, ["--clip"]), ref: { ppl: 4.789, kl: 0.0762, top1: 86.6 } },
+  { name: "GPTQ W4 g32 act-order, clip search", args: gptq(4, 32, ["--clip"]), ref: { ppl: 4.723, kl: 0.0547, top1: 88.6 } },
+  { name: "GPTQ W3 g32 act-order, clip search", args: gptq(3, 32, ["--clip"]), ref: { ppl: 6.201, kl: 0.354, top1: 71.0 } },
+  { name: "LDLQ W4 per-channel (no incoherence), clip search", args: ["--method", "gptq", "--bits", "4", "--group", "0", "--sequential", "--clip"], ref: { ppl: 4.812, kl: 0.0822, top1: 85.8 } },
   { name: "AWQ W4 g32", args: ["--method", "awq", "--bits", "4", "--group", "32"], ref: { ppl: 4.754, kl: 0.0721, top1: 86.6 } },
   // The reference code's scale search: q/k/v judged on the attention output, gate/up on the MLP's.
   { name: "AWQ W4 g32, module loss", args: ["--method", "awq", "--bits", "4", "--group", "32", "--awq-loss", "module"], ref: { ppl: 4.754, kl: 0.0721, top1: 86.6 } },

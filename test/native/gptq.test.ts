@@ -38,9 +38,9 @@ const hasCompiler = spawnSync(CXX, ["--version"], { stdio: "ignore" }).status ==
  * sums many terms larger than the result, outlier channels and singular H making it worse), so
  * a weight that lands that close to a rounding boundary (x.5 steps) may round the other way; its
  * row then follows another, equally good, error-feedback path. Measured over the comparison
- * matrix below (192 layers, 1.38M weights, 14256 rows): 27 rows (0.19%) diverged, at most 3 of
- * 48 in one layer (singular H); 101 codes (7e-5) differ; on rows that agree, scales within
- * 1.3e-4 (singular H; 2.4e-5 otherwise) and the GPTQ loss within 1.1e-5 relative.
+ * matrix below (400 layers, 64 of them with per-row clipping; 2.87M weights, 29700 rows): 54 rows
+ * (0.18%) diverged; 170 codes (6e-5) differ; on rows that agree, scales within 1.3e-4 (singular
+ * H) and the GPTQ loss within 1.1e-5 relative.
  */
 const TOL = {
   /** Rows whose codes differ anywhere (a tie and what follows it in that row), per layer:
@@ -167,6 +167,7 @@ function settings(o: Partial<GptqSettings> & { bits: QuantBits; group: number })
     batchStartGroups: false,
     maxDampRetries: 4,
     losses: true,
+    rowShrink: null,
     ...o,
   };
 }
@@ -243,6 +244,19 @@ function comparisonMatrix(): Comparison[] {
             const h = samples < cols ? ` (singular H, N=${samples})` : "";
             out.push({ name: `${rows}×${cols}${h} g${group} ${bits}b ${symmetric ? "sym" : "asym"} ${modeName(s)}`, layer, s });
           }
+        }
+      }
+    }
+    // Per-row clipping (rowShrink ∈ [0.55, 1]) through every group mode, at 3 and 4 bits.
+    const rand = uniform(1000 + rows * cols);
+    const shrink = Float32Array.from({ length: rows }, () => 0.55 + 0.45 * rand());
+    shrink[0] = 1;
+    for (const group of [0, 32]) {
+      for (const mode of modes) {
+        if (group === 0 && (mode.staticGroups || mode.batchStartGroups)) continue;
+        for (const bits of [3, 4] as const) {
+          const s = settings({ bits, group, ...mode, rowShrink: shrink });
+          out.push({ name: `${rows}×${cols} g${group} ${bits}b asym ${modeName(s)}, per-row clipping`, layer, s });
         }
       }
     }
@@ -360,6 +374,35 @@ describe.skipIf(NATIVE_DISABLED)("GPTQ invariants", () => {
     ratios.sort((a, b) => a - b);
     console.log(`gptq/rtn proxy loss over 50 layers: min ${ratios[0].toFixed(3)}, median ${ratios[25].toFixed(3)}, max ${ratios[49].toFixed(3)}`);
     expect(ratios[25]).toBeLessThan(0.9);
+  });
+
+  it("per-row clipping: rows stay independent (a row alone = that row of the layer), shrink 1 = none", async () => {
+    const layer = makeLayer(57, 40, 96);
+    const u = uniform(58);
+    const shrink = Float32Array.from({ length: layer.rows }, () => 0.5 + 0.5 * u());
+    for (const c of [{ group: 0, actOrder: true }, { group: 32, actOrder: true }, { group: 32, actOrder: true, staticGroups: true }, { group: 32, actOrder: false }]) {
+      const s = settings({ bits: 3, ...c });
+      const what = JSON.stringify(c);
+      const plain = await gptqQuantize(input(layer, s));
+      const ones = await gptqQuantize({ ...input(layer, s), rowShrink: new Float32Array(layer.rows).fill(1) });
+      expect(Buffer.compare(Buffer.from(ones.codes), Buffer.from(plain.codes)), what).toBe(0);
+      expect(Array.from(ones.scales), what).toEqual(Array.from(plain.scales));
+      const full = await gptqQuantize({ ...input(layer, s), rowShrink: shrink });
+      expect(Buffer.compare(Buffer.from(full.codes), Buffer.from(plain.codes)), `${what}: clipping changed nothing`).not.toBe(0);
+      for (const r of [0, 7, 39]) {
+        const row = { ...layer, rows: 1, w: layer.w.slice(r * layer.cols, (r + 1) * layer.cols) };
+        const alone = await gptqQuantize({ ...input(row, s), rowShrink: shrink.slice(r, r + 1) });
+        expect(Array.from(alone.codes), `${what} row ${r}`).toEqual(Array.from(full.codes.subarray(r * layer.cols, (r + 1) * layer.cols)));
+        expect(Array.from(alone.scales), `${what} row ${r}`).toEqual(Array.from(full.scales.subarray(r * full.ngroups, (r + 1) * full.ngroups)));
+      }
+      if (c.group === 0) {
+        // Per-channel: the range [p·min, p·max] keeps the zero point and scales the step by p.
+        for (let r = 0; r < layer.rows; r++) {
+          expect(rel(full.scales[r], shrink[r] * plain.scales[r])).toBeLessThan(1e-6);
+          expect(Math.abs(full.zeros[r] - plain.zeros[r])).toBeLessThanOrEqual(1);
+        }
+      }
+    }
   });
 
   it("a diagonal H gives no error feedback: codes, scales and zeros are RTN's exactly", async () => {
@@ -588,6 +631,13 @@ describe.skipIf(NATIVE_DISABLED)("gptqQuantize() API", () => {
     await expect(gptqQuantize({ ...small, ...s, group: -1 })).rejects.toThrow(/group must be an integer/);
     await expect(gptqQuantize({ ...small, ...s, blockSize: 0 })).rejects.toThrow(/blockSize/);
     await expect(gptqQuantize({ ...small, ...s, percdamp: NaN })).rejects.toThrow(/percdamp/);
+    await expect(gptqQuantize({ ...small, ...s, rowShrink: new Float32Array(7) })).rejects.toThrow(/rowShrink has 7 values, expected rows = 8/);
+    for (const bad of [0, 1.5, NaN, -0.5]) {
+      const rowShrink = new Float32Array(8).fill(0.9);
+      rowShrink[3] = bad;
+      await expect(gptqQuantize({ ...small, ...s, rowShrink })).rejects.toThrow(/rowShrink\[3\] is .*; each must be in \(0, 1\]/);
+      expect(() => k!.gptqQuantize(small.w, small.h, 8, 40, s, new Uint8Array(320), new Float32Array(24), new Float32Array(24), new Int32Array(40), new Int32Array(40), null, rowShrink)).toThrow(/'rowShrink' \[3\] must be in \(0, 1\]/);
+    }
     const h = Float32Array.from(small.h);
     h[3 * 40 + 7] = NaN;
     const bad = /argument 'h' holds a non-finite value \(NaN or ±Inf\) at row 3, column 7/;

@@ -74,7 +74,7 @@ export function registerQuantize(program: Command): void {
     .option("--alpha <a>", "SmoothQuant: migration strength in [0, 1] (default 0.5); AWQ: a fixed α of s = mean|x|^α instead of the grid search")
     .option("--awq-loss <l>", "AWQ: what the α search minimises for q/k/v and gate/up: layers (default: those layers' output error, exact through the Hessian) or module (the block's attention / MLP output, re-running the block per α, as AWQ's code)")
     .option("--act-bits <n>", "8: calibrated static int8 activations before every quantized layer (W8A8; smoothquant implies it)")
-    .option("--clip", "RTN: MSE clipping search")
+    .option("--clip", "clipping search — RTN: GPTQ's MSE grid per group; GPTQ/LDLQ: each row's range shrink chosen on that row's proxy loss after GPTQ (15 GPTQ runs per layer); QuIP: ρ, or with --quip-scale group as GPTQ")
     .option("--max-memory <size>", "memory budget for calibration statistics")
     .option("--threads <n>", "onnxruntime intra-op threads")
     .requiredOption("-o, --output <file>", "the quantized .onnx to write (a .quantlens.json report goes beside it)")

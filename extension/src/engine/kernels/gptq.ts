@@ -55,6 +55,13 @@ export interface GptqInput {
   maxDampRetries?: number;
   /** Compute proxyLoss, proxyLossRtn and weightEnergy (default true; each costs ~rows·cols² flops). */
   losses?: boolean;
+  /**
+   * Clipping: per row r, a factor in (0, 1] that shrinks the min/max range of every group of the
+   * row to [p·min, p·max] before its scale and zero are taken (one candidate of GPTQ's clipping
+   * grid). Default: none (p = 1). Rows are independent in GPTQ, so a per-row search over p
+   * (quant/gptq-clip.ts) picks each row's best exactly.
+   */
+  rowShrink?: Float32Array | null;
 }
 
 /**
@@ -107,7 +114,7 @@ export async function gptqQuantize(input: GptqInput, options: KernelCallOptions 
     groupIndex: new Int32Array(cols),
   };
   const stats: NativeGptqStats = await withCancel(k, signal, "gptqQuantize", (token) =>
-    k.gptqQuantize(w, h, rows, cols, settings, out.codes, out.scales, out.zeros, out.perm, out.groupIndex, token),
+    k.gptqQuantize(w, h, rows, cols, settings, out.codes, out.scales, out.zeros, out.perm, out.groupIndex, token, settings.rowShrink),
   );
   return finish({ ...out, ...stats, ngroups }, settings, "native");
 }
@@ -180,7 +187,14 @@ function validate(input: GptqInput): GptqSettings {
     batchStartGroups: input.batchStartGroups ?? GPTQ_DEFAULTS.batchStartGroups,
     maxDampRetries: input.maxDampRetries ?? GPTQ_DEFAULTS.maxDampRetries,
     losses: input.losses ?? GPTQ_DEFAULTS.losses,
+    rowShrink: input.rowShrink ?? null,
   };
+  if (s.rowShrink) {
+    expectArray("gptqQuantize", "rowShrink", s.rowShrink, Float32Array);
+    if (s.rowShrink.length !== rows) throw new RangeError(`${fn}: rowShrink has ${s.rowShrink.length} values, expected rows = ${rows}`);
+    const bad = s.rowShrink.findIndex((p) => !(p > 0 && p <= 1));
+    if (bad >= 0) throw new RangeError(`${fn}: rowShrink[${bad}] is ${s.rowShrink[bad]}; each must be in (0, 1]`);
+  }
   if (!Number.isInteger(s.blockSize) || s.blockSize < 1) throw new RangeError(`${fn}: blockSize must be a positive integer, got ${s.blockSize}`);
   if (!(s.percdamp >= 0) || !Number.isFinite(s.percdamp)) throw new RangeError(`${fn}: percdamp must be finite and >= 0, got ${s.percdamp}`);
   if (!Number.isInteger(s.maxDampRetries) || s.maxDampRetries < 0 || s.maxDampRetries > MAX_DAMP_RETRIES) {

@@ -18,7 +18,7 @@ import {
   rtnDequant,
   rtnGroups,
   rtnMaxq,
-  rtnParamsRef,
+  rtnParamsShrunkRef,
   rtnQuantizeRef,
   type QuantBits,
   type QuantSpec,
@@ -43,6 +43,8 @@ export interface GptqSettings {
   maxDampRetries: number;
   /** Compute the proxy losses (NaN when false). */
   losses: boolean;
+  /** Per row, a factor in (0, 1] shrinking every group's min/max range (clipping); null = 1. */
+  rowShrink: Float32Array | null;
 }
 
 /** What one layer's GPTQ gives (layout: native-kernels/core/gptq.h). */
@@ -98,6 +100,7 @@ export function* gptqReferenceSteps(
   checkFinite(H, cols, cols, "h");
   const spec: QuantSpec = { bits: s.bits, symmetric: s.symmetric };
   const maxq = rtnMaxq(s.bits);
+  const params = (r: number, buf: Float32Array, n: number) => rtnParamsShrunkRef(buf, spec, s.rowShrink ? s.rowShrink[r] : 1, 0, n);
   const ngroups = s.group >= cols ? 1 : rtnGroups(cols, s.group);
   const G = ngroups === 1 ? cols : s.group; // group width in columns
   const mode = ngroups === 1 ? "perChannel" : s.staticGroups ? "static" : "dynamic";
@@ -133,9 +136,9 @@ export function* gptqReferenceSteps(
         const c0 = g * G;
         const n = Math.min(G, cols - c0);
         for (let c = 0; c < n; c++) buf[c] = dead[c0 + c] ? 0 : W[r * cols + c0 + c];
-        const params = rtnParamsRef(buf, spec, null, 0, n);
-        scales[r * ngroups + g] = params.scale;
-        zeros[r * ngroups + g] = params.zero;
+        const pr = params(r, buf, n);
+        scales[r * ngroups + g] = pr.scale;
+        zeros[r * ngroups + g] = pr.zero;
       }
     }
   }
@@ -166,9 +169,9 @@ export function* gptqReferenceSteps(
         const n = Math.min(G, cols - i);
         const src = batchStart ?? Wq;
         for (let c = 0; c < n; c++) groupBuf[c] = src[row + i + c];
-        const params = rtnParamsRef(groupBuf, spec, null, 0, n);
-        scales[r * ngroups + i / G] = params.scale;
-        zeros[r * ngroups + i / G] = params.zero;
+        const pr = params(r, groupBuf, n);
+        scales[r * ngroups + i / G] = pr.scale;
+        zeros[r * ngroups + i / G] = pr.zero;
       }
       if (lazyStatic && batchStart && !started[groupOf(i)]) {
         // A static group's first column: its parameters from the batch-start weights of all of
@@ -177,9 +180,9 @@ export function* gptqReferenceSteps(
         const c0 = gg * G;
         const n = Math.min(G, cols - c0);
         for (let c = 0; c < n; c++) groupBuf[c] = batchStart[row + invperm[c0 + c]];
-        const params = rtnParamsRef(groupBuf, spec, null, 0, n);
-        scales[r * ngroups + gg] = params.scale;
-        zeros[r * ngroups + gg] = params.zero;
+        const pr = params(r, groupBuf, n);
+        scales[r * ngroups + gg] = pr.scale;
+        zeros[r * ngroups + gg] = pr.zero;
       }
       const g = r * ngroups + groupOf(i);
       const w = Math.fround(Wq[row + i]);

@@ -165,6 +165,20 @@ export function rtnParamsRef(
   return clip && clip.grid > 0 ? clipSearch(w, begin, n, stride, spec, clip, mm.xmin, mm.xmax, params) : params;
 }
 
+/**
+ * Min/max parameters of a range shrunk by `shrink` (in (0, 1]): the range [p·xmin, p·xmax], which
+ * is one candidate of GPTQ's clipping search (p = 1 − i/grid); 1 gives rtnParamsRef's min/max.
+ * A shrunk range too small for a normal float scale keeps the unshrunk parameters.
+ */
+export function rtnParamsShrunkRef(w: Float32Array, spec: QuantSpec, shrink: number, begin = 0, n = w.length - begin): Params {
+  const r = groupRange(w, begin, n, 1);
+  if (!r.finite) throw new RangeError("rtn_params: weights must be finite");
+  const mm = minMaxParams(r.min, r.max, spec);
+  if (shrink === 1) return { scale: mm.scale, zero: mm.zero };
+  const p = f(shrink);
+  return paramsOfRange(f(p * mm.xmin), f(p * mm.xmax), spec.symmetric, rtnMaxq(spec.bits)) ?? { scale: mm.scale, zero: mm.zero };
+}
+
 /** Quantize W [rows × cols] (see `ql::rtn_quantize`). */
 export function rtnQuantizeRef(
   W: Float32Array, rows: number, cols: number, group: number, spec: QuantSpec, clip: ClipSearch | null = null,

@@ -33,7 +33,11 @@ export interface QuantConfig {
   percdamp: number;
   /** GPTQ lazy-batch width. */
   blockSize: number;
-  /** RTN: MSE clipping search (GPTQ's grid). */
+  /**
+   * Clipping search. RTN: GPTQ's MSE grid per group. GPTQ: each row's min/max range shrunk by the
+   * p that minimises that row's proxy loss after GPTQ (quant/gptq-clip.ts; exact per row, ~15
+   * GPTQ runs per layer). QuIP: ρ of the per-tensor grid, or as GPTQ with "group" scales.
+   */
   clip: boolean;
   /** GPTQ: calibrate block by block through the already-quantized blocks. */
   sequential: boolean;

@@ -5,7 +5,8 @@ import { calibrate, calibrateSequential, type CalibrationOptions, type TapResult
 import type { TokenData } from "../calib/data";
 import { planTaps } from "../calib/taps";
 import { rtnDequantizeSync, rtnQuantize } from "../kernels/quant";
-import { gptqQuantize } from "../kernels/gptq";
+import { gptqQuantize, type GptqInput } from "../kernels/gptq";
+import { GPTQ_CLIP_SEARCH, gptqClipQuantize } from "./gptq-clip";
 import { checkConfig, type QuantConfig } from "./config";
 import { proxyLoss } from "./proxy";
 import { readWeightOutIn, toStoredLayout } from "./layer-weights";
@@ -290,7 +291,10 @@ async function quantizeLayer(
   if (config.method === "gptq") {
     if (!hessian && !h32) throw new UsageError(`GPTQ needs the Hessian of '${l.input}' (calibration did not produce it)`);
     const permuted = config.actOrder && config.group > 0 && config.group < l.in && config.actOrderGroups === "permuted";
-    const g = await gptqQuantize(
+    const run = config.clip
+      ? (input: GptqInput, o: { signal?: AbortSignal }) => gptqClipQuantize(input, GPTQ_CLIP_SEARCH, o)
+      : gptqQuantize;
+    const g = await run(
       {
         w,
         rows: l.out,

@@ -18,10 +18,11 @@
  *      s·(2c/(2^b−1) − 1), c = 0 … 2^b−1: symmetric, no zero level (zero point (2^b−1)/2);
  *      with `clip`, ρ is searched (1 … 5) for the least proxy loss after LDLQ.
  *      "group": min/max (or symmetric) scales per row (`group` 0) or per group of inputs, as
- *      GPTQ's; with `clip`, RTN's MSE clipping search picks each group's range up front.
- * Quantization: LDLQ (= GPTQ, one kernel) on the processed W and H. With "group" scales and no
- * clipping this is kernels/gptq.ts itself; otherwise the grid is fixed before rounding and
- * `ldlqFixedGrid` below runs the same lazy-batch recursion (TypeScript, trailing updates in sgemm).
+ *      GPTQ's; with `clip`, each row's range shrink is searched on the proxy loss LDLQ reaches
+ *      (quant/gptq-clip.ts).
+ * Quantization: LDLQ (= GPTQ, one kernel) on the processed W and H. With "group" scales this is
+ * kernels/gptq.ts itself; with the per-tensor grid, fixed before rounding, `ldlqFixedGrid` below
+ * runs the same lazy-batch recursion (TypeScript, trailing updates in sgemm).
  * Greedy passes (`quipRefine`): coordinate descent over columns on the proxy loss — each weight
  * moved to the grid point minimising tr(ΔW·H·ΔWᵀ) with the others fixed; a change is kept only when
  * it lowers the loss, and a pass that (by float rounding) did not lower it is undone, so the proxy
@@ -49,7 +50,7 @@
 import { UsageError } from "../errors";
 import { sgemm, gptqInverseCholeskyUpper } from "../kernels/linalg";
 import { gptqQuantize } from "../kernels/gptq";
-import { rtnQuantize } from "../kernels/quant";
+import { GPTQ_CLIP_SEARCH, gptqClipQuantize } from "./gptq-clip";
 import { symmetricEigen } from "../kernels/eigen";
 import { randomOrthogonalTransform, type OrthoKind, type OrthogonalTransform } from "../kernels/transforms";
 import { fmix32 } from "../kernels/reference-transforms";
@@ -685,21 +686,16 @@ export async function quipQuantizeLayer(
     rho = best.rho;
     grid = best.grid;
     codes = best.codes;
-  } else if (!s.clip) {
-    const r = await gptqQuantize(
-      {
-        w: wp, rows, cols, h: hp, bits: s.bits, group: s.group, symmetric: s.symmetric, blockSize: s.blockSize,
-        percdamp: 0, // H is damped already (step 1)
-        actOrder: s.actOrder, staticGroups: s.actOrder && s.group > 0, losses: false,
-      },
-      { signal },
-    );
+  } else {
+    const input = {
+      w: wp, rows, cols, h: hp, bits: s.bits, group: s.group, symmetric: s.symmetric, blockSize: s.blockSize,
+      percdamp: 0, // H is damped already (step 1)
+      actOrder: s.actOrder, staticGroups: s.actOrder && s.group > 0, losses: false,
+    };
+    // With `clip`: each row's range shrink chosen on the proxy loss LDLQ reaches (gptq-clip.ts).
+    const r = s.clip ? await gptqClipQuantize(input, GPTQ_CLIP_SEARCH, { signal, lossH: hu }) : await gptqQuantize(input, { signal });
     grid = { bits: s.bits, group: s.group >= cols ? 0 : s.group, scales: r.scales, zeros: r.zeros };
     codes = r.codes;
-  } else {
-    const q = await rtnQuantize(wp, rows, cols, { bits: s.bits, symmetric: s.symmetric, group: s.group, clip: { grid: 100, maxShrink: 0.8, norm: 2.4 } }, { signal });
-    grid = { bits: s.bits, group: s.group >= cols ? 0 : s.group, scales: q.scales, zeros: q.zeros };
-    codes = (await ldlqFixedGrid(wp, rows, cols, hp, grid, { blockSize: s.blockSize, signal })).codes;
   }
   const passLosses = await greedyPasses(wp, rows, cols, hu, grid, codes, s.quipRefine, { blockSize: s.blockSize, signal });
   const rtnLoss = await quadForm(subtract(wp, dequantizeGrid(roundToGrid(wp, rows, cols, grid), rows, cols, grid)), hu, rows, cols, signal);
