@@ -44,7 +44,14 @@ const CONFIGS: Config[] = [
   { name: "GPTQ W4 per-channel act-order, clip search", args: gptq(4, 0, ["--clip"]), ref: { ppl: 4.789, kl: 0.0762, top1: 86.6 } },
   { name: "GPTQ W4 g32 act-order, clip search", args: gptq(4, 32, ["--clip"]), ref: { ppl: 4.723, kl: 0.0547, top1: 88.6 } },
   { name: "GPTQ W3 g32 act-order, clip search", args: gptq(3, 32, ["--clip"]), ref: { ppl: 6.201, kl: 0.354, top1: 71.0 } },
+  { name: "GPTQ W2 g32 act-order, clip search", args: gptq(2, 32, ["--clip"]), ref: { ppl: 116.0, kl: 3.31, top1: 16.8 } },
   { name: "LDLQ W4 per-channel (no incoherence), clip search", args: ["--method", "gptq", "--bits", "4", "--group", "0", "--sequential", "--clip"], ref: { ppl: 4.812, kl: 0.0822, top1: 85.8 } },
+  { name: "LDLQ W3 per-channel (no incoherence), clip search", args: ["--method", "gptq", "--bits", "3", "--group", "0", "--sequential", "--clip"], ref: { ppl: 7.781, kl: 0.581, top1: 62.6 } },
+  { name: "LDLQ W2 per-channel (no incoherence), clip search", args: ["--method", "gptq", "--bits", "2", "--group", "0", "--sequential", "--clip"], ref: { ppl: 386, kl: 4.6, top1: 7.5 } },
+  // QuIP with per-row min/max scales and the same clipping search (fair options the issue lists).
+  { name: "QuIP W4 per-row scales, clip search, sequential", args: ["--method", "quip", "--bits", "4", "--group", "0", "--quip-scale", "group", "--clip", "--sequential"], ref: { ppl: 7.45, kl: 0.529, top1: 65.9 } },
+  { name: "QuIP W3 per-row scales, clip search, sequential", args: ["--method", "quip", "--bits", "3", "--group", "0", "--quip-scale", "group", "--clip", "--sequential"], ref: { ppl: 18.7, kl: 1.47, top1: 41.5 } },
+  { name: "QuIP W2 per-row scales, clip search, sequential", args: ["--method", "quip", "--bits", "2", "--group", "0", "--quip-scale", "group", "--clip", "--sequential"], ref: { ppl: 810, kl: 5.31, top1: 5.6 } },
   { name: "AWQ W4 g32", args: ["--method", "awq", "--bits", "4", "--group", "32"], ref: { ppl: 4.754, kl: 0.0721, top1: 86.6 } },
   // The reference code's scale search: q/k/v judged on the attention output, gate/up on the MLP's.
   { name: "AWQ W4 g32, module loss", args: ["--method", "awq", "--bits", "4", "--group", "32", "--awq-loss", "module"], ref: { ppl: 4.754, kl: 0.0721, top1: 86.6 } },

@@ -34,6 +34,24 @@ describe("GPTQ pass on stories260K", () => {
     expect(q.calibration?.tokens).toBe(data.tokens);
   });
 
+  it("--clip (per-row range search on the proxy loss): every layer at or below plain GPTQ on the same Hessians", async () => {
+    const cfg = { ...DEFAULT_CONFIG, method: "gptq" as const, bits: 3 as const, group: 0, actOrder: true };
+    const plain = await quantizeModel(model, cfg, { data });
+    const clip = await quantizeModel(model, { ...cfg, clip: true }, { data });
+    expect(clip.layers).toHaveLength(35);
+    let a = 0;
+    let b = 0;
+    for (let i = 0; i < clip.layers.length; i++) {
+      const name = clip.layers[i].layer.name;
+      expect(clip.layers[i].proxyLoss!, name).toBeLessThanOrEqual(plain.layers[i].proxyLoss! * (1 + 1e-4));
+      expect(clip.layers[i].proxyLossRtn, name).toBe(plain.layers[i].proxyLossRtn);
+      a += clip.layers[i].proxyLoss!;
+      b += plain.layers[i].proxyLoss!;
+    }
+    console.log(`stories260K W3 per-channel act-order: proxy-loss sum ${b.toFixed(3)} → ${a.toFixed(3)} with --clip`);
+    expect(a).toBeLessThan(0.9 * b);
+  });
+
   it("RTN with calibration data reports the same proxy loss GPTQ computes for RTN", async () => {
     const cfg = { ...DEFAULT_CONFIG, bits: 4 as const, group: 32 };
     const rtn = await quantizeModel(model, { ...cfg, method: "rtn" }, { data });
