@@ -85,6 +85,11 @@ describe("GPTQ with the per-row clipping search", () => {
       expect(Array.from(again.scales)).toEqual(Array.from(clip.scales));
       expect(Array.from(again.zeros)).toEqual(Array.from(clip.zeros));
       expect(clip.runs).toBe(1 + 10 + 4);
+      // Candidates stacked into one GPTQ call or run one per call: the same result, bit for bit.
+      const single = await gptqClipQuantize(input, GPTQ_CLIP_SEARCH, { stackBytes: 1 });
+      expect(Buffer.compare(Buffer.from(single.codes), Buffer.from(clip.codes))).toBe(0);
+      expect(Array.from(single.scales)).toEqual(Array.from(clip.scales));
+      expect(Array.from(single.rowShrink)).toEqual(Array.from(clip.rowShrink));
       // Not a near miss: the search clips most rows and lowers the layer's loss.
       const clipped = clip.rowShrink.filter((p) => p < 1).length;
       console.log(`${_name}: proxy ${plain.proxyLoss.toExponential(3)} → ${clip.proxyLoss.toExponential(3)} (${(100 * (1 - clip.proxyLoss / plain.proxyLoss)).toFixed(1)} % lower), ${clipped}/${c.rows} rows clipped`);

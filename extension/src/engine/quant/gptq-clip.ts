@@ -15,7 +15,8 @@
  *
  * Candidates: a coarse grid p = 1, 1 − step, …, down to minShrink, then per-row refinement at
  * ±step/2 and ±step/4 around each row's best (one GPTQ run per offset: p is a per-row vector).
- * Cost: (coarse + 4) GPTQ runs per layer plus one rows·cols² product per run for the row losses.
+ * Cost: (coarse + 5) GPTQ runs' worth of rounding and updates per layer, plus one rows·cols²
+ * product each for the row losses; candidates are stacked so H is factorized ~3 times, not 15.
  */
 import { gptqQuantize, type GptqInput, type GptqResult } from "../kernels/gptq";
 import { sgemm } from "../kernels/linalg";
@@ -30,10 +31,13 @@ export interface GptqClipSearch {
 
 export const GPTQ_CLIP_SEARCH: Readonly<GptqClipSearch> = { step: 0.05, minShrink: 0.5 };
 
+/** Bytes of stacked weight copies per GPTQ call (the call's peak is ~4× this). */
+const STACK_BYTES = 256 * 1024 * 1024;
+
 export interface GptqClipResult extends GptqResult {
   /** The p kept for each row. */
   rowShrink: Float32Array;
-  /** GPTQ runs made. */
+  /** Candidates evaluated (p = 1 included). */
   runs: number;
 }
 
@@ -70,6 +74,8 @@ export async function gptqClipQuantize(
     signal?: AbortSignal;
     /** The H rows are judged with (default input.h; QuIP passes its undamped H, LDLQ runs on a damped one). */
     lossH?: Float32Array;
+    /** Bytes of stacked weight copies per GPTQ call (default 256 MiB; the result does not depend on it). */
+    stackBytes?: number;
   } = {},
 ): Promise<GptqClipResult> {
   if (!(search.step > 0 && search.step < 1)) throw new RangeError(`gptq clip search: step must be in (0, 1), got ${search.step}`);
@@ -80,7 +86,6 @@ export async function gptqClipQuantize(
   const signal = options.signal;
   const lossH = options.lossH ?? input.h;
   if (lossH.length !== cols * cols) throw new RangeError(`gptq clip search: lossH has ${lossH.length} values, expected ${cols * cols}`);
-  const ng = (r: GptqResult) => r.ngroups;
 
   // p = 1 first: plain GPTQ, which also gives the RTN loss and the weight energy.
   const first = await gptqQuantize({ ...input, rowShrink: undefined, losses: true }, { signal });
@@ -89,29 +94,45 @@ export async function gptqClipQuantize(
   const bestP = new Float32Array(rows).fill(1);
   let runs = 1;
 
-  const tryShrink = async (p: Float32Array) => {
-    const r = await gptqQuantize({ ...input, rowShrink: p, losses: false }, { signal });
-    runs++;
-    const loss = await rowLosses(input, lossH, r, signal);
-    const n = ng(r);
-    for (let i = 0; i < rows; i++) {
-      if (!(loss[i] < bestLoss[i])) continue;
-      bestLoss[i] = loss[i];
-      bestP[i] = p[i];
-      best.codes.set(r.codes.subarray(i * cols, (i + 1) * cols), i * cols);
-      best.scales.set(r.scales.subarray(i * n, (i + 1) * n), i * n);
-      best.zeros.set(r.zeros.subarray(i * n, (i + 1) * n), i * n);
+  // Candidates run stacked: W repeated once per candidate, each copy with its own per-row shrink,
+  // through ONE GPTQ call (rows are independent, so this is bit-identical to separate calls) —
+  // H's factorization is done once per batch of candidates instead of once per candidate.
+  const perCopy = rows * cols * 4;
+  const copiesPerCall = Math.max(1, Math.min(16, Math.floor((options.stackBytes ?? STACK_BYTES) / perCopy)));
+  const tryShrinks = async (candidates: Float32Array[]) => {
+    for (let c0 = 0; c0 < candidates.length; c0 += copiesPerCall) {
+      const batch = candidates.slice(c0, c0 + copiesPerCall);
+      const k = batch.length;
+      const w = new Float32Array(k * rows * cols);
+      const rowShrink = new Float32Array(k * rows);
+      for (let c = 0; c < k; c++) {
+        w.set(input.w, c * rows * cols);
+        rowShrink.set(batch[c], c * rows);
+      }
+      const stacked: GptqInput = { ...input, w, rows: k * rows, rowShrink, losses: false };
+      const r = await gptqQuantize(stacked, { signal });
+      runs += k;
+      const loss = await rowLosses(stacked, lossH, r, signal);
+      const n = r.ngroups;
+      for (let c = 0; c < k; c++) {
+        for (let i = 0; i < rows; i++) {
+          const s = c * rows + i;
+          if (!(loss[s] < bestLoss[i])) continue;
+          bestLoss[i] = loss[s];
+          bestP[i] = batch[c][i];
+          best.codes.set(r.codes.subarray(s * cols, (s + 1) * cols), i * cols);
+          best.scales.set(r.scales.subarray(s * n, (s + 1) * n), i * n);
+          best.zeros.set(r.zeros.subarray(s * n, (s + 1) * n), i * n);
+        }
+      }
     }
   };
 
   const coarse = Math.floor((1 - search.minShrink) / search.step + 1e-9);
-  for (let i = 1; i <= coarse; i++) await tryShrink(new Float32Array(rows).fill(1 - i * search.step));
+  await tryShrinks(Array.from({ length: coarse }, (_, i) => new Float32Array(rows).fill(1 - (i + 1) * search.step)));
   for (const d of [search.step / 2, search.step / 4]) {
     const center = bestP.slice();
-    for (const sign of [-1, 1]) {
-      const p = center.map((c) => Math.min(1, Math.max(search.minShrink, c + sign * d)));
-      await tryShrink(p);
-    }
+    await tryShrinks([-1, 1].map((sign) => center.map((c) => Math.min(1, Math.max(search.minShrink, c + sign * d)))));
   }
 
   let proxy = 0;
