@@ -15,7 +15,7 @@ import { eigenCase } from "./cases/eigen";
 import { sgemmCase } from "./cases/sgemm";
 import { hessianCase } from "./cases/hessian";
 import { choleskyCase, gptqInverseCase } from "./cases/cholesky";
-import { gptqLayerCase } from "./cases/gptq";
+import { gptqClipCase, gptqLayerCase } from "./cases/gptq";
 import type { BenchCase } from "./harness";
 
 export const CASES: BenchCase[] = [
@@ -32,6 +32,7 @@ export const CASES: BenchCase[] = [
   choleskyCase,
   gptqInverseCase,
   gptqLayerCase,
+  gptqClipCase,
   // Later kernels go here, one case each: sgemm, hessian_update, cholesky, gptq_layer, fwht.
 
   // ---- native vs the TypeScript fallback ----

@@ -19,6 +19,7 @@
  * more flops) to report proxyLoss, proxyLossRtn and relProxyLoss.
  */
 import { gptqQuantize, sgemm, type GptqInput } from "../../../extension/src/engine/kernels/index";
+import { gptqClipQuantize } from "../../../extension/src/engine/quant/gptq-clip";
 import { gaussianF32 } from "../data";
 import { sig, type BenchCase, type BenchContext, type BenchResult } from "../harness";
 import { ratio, timeWithSetup } from "./sgemm";
@@ -123,5 +124,57 @@ export const gptqLayerCase: BenchCase = {
       }
     }
     return results;
+  },
+};
+
+/**
+ * gptq_clip: GPTQ with the per-row clipping search (quant/gptq-clip.ts: 15 candidate shrinks per
+ * row, stacked through the kernel) against plain GPTQ on the same layer: W4 g128 act-order,
+ * 4096×4096 (q/k/v/o of a 7B model; `--quick`: 1024×1024). Reports both times, their ratio and
+ * both relative proxy losses — what the search costs and what it buys on a synthetic layer.
+ * The flop basis is plain GPTQ's (gptq_layer), counted once per candidate.
+ */
+export const gptqClipCase: BenchCase = {
+  name: "gptq_clip",
+  description: "GPTQ + per-row clipping search vs plain GPTQ (W4 g128 act-order): time ratio and proxy loss",
+  needsNative: true,
+  async run(ctx) {
+    const n = ctx.quick ? 1024 : 4096;
+    const w = gaussianF32(n * n, 300, 0, 0.02);
+    const h = await syntheticHessian(n, ctx.quick ? SAMPLES / 2 : SAMPLES, 301);
+    const input: GptqInput = { w, h, rows: n, cols: n, bits: 4, group: GROUP, symmetric: false, actOrder: true };
+    ctx.log(`gptq_clip ${n}×${n}: plain GPTQ`);
+    let plain: Awaited<ReturnType<typeof gptqQuantize>> | undefined;
+    const tPlain = await timeWithSetup(() => {}, async () => {
+      plain = await gptqQuantize(input);
+    }, 1, 0);
+    ctx.log(`gptq_clip ${n}×${n}: with the clipping search`);
+    let clip: Awaited<ReturnType<typeof gptqClipQuantize>> | undefined;
+    const tClip = await timeWithSetup(() => {}, async () => {
+      clip = await gptqClipQuantize(input);
+    }, 1, 0);
+    const flops = clip!.runs * (2 * n * n * n + n * n * n);
+    const gflops = flops / tClip.median / 1e9;
+    return [
+      {
+        name: "gptq_clip",
+        shape: [n, n],
+        bits: 4,
+        group: GROUP,
+        act_order: true,
+        threads: ctx.threads,
+        seconds: sig(tClip.median),
+        seconds_plain: sig(tPlain.median),
+        time_ratio_to_plain: sig(tClip.median / tPlain.median, 3),
+        candidates: clip!.runs,
+        flops: sig(flops),
+        gflops: sig(gflops),
+        ratio_to_peak: ratio(ctx, gflops),
+        rel_proxy_loss: sig(clip!.relProxyLoss),
+        rel_proxy_loss_plain: sig(plain!.relProxyLoss),
+        rows_clipped: clip!.rowShrink.filter((p) => p < 1).length,
+        max_event_loop_stall_ms: sig(Math.max(tPlain.stallMs, tClip.stallMs), 3),
+      },
+    ];
   },
 };

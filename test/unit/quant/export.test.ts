@@ -161,6 +161,26 @@ describe("GPTQ act-order with permuted groups (gptq.py's default)", () => {
   });
 });
 
+describe("GPTQ with the clipping search (--clip)", () => {
+  it.each(["matmulnbits", "qdq"] as const)("as %s: logits match fake-quant; the report records each layer's clipping", async (format) => {
+    const c = loadRefCases().find((x) => x.name === "b2_t64")!;
+    const data = loadModelData(model, path.join(STORIES, "calib.jsonl"), { samples: 8 });
+    const q = await quantizeModel(model, { ...DEFAULT_CONFIG, method: "gptq", bits: 4, group: 32, actOrder: true, clip: true }, { data });
+    const fake = path.join(dir, `clip-fake-${format}.onnx`);
+    const real = path.join(dir, `clip-${format}.onnx`);
+    await exportQuantized(model, q, fake, "fake");
+    const ex = await exportQuantized(model, q, real, format);
+    expect(ex.layers.every((l) => l.form === format)).toBe(true);
+    expect(maxAbsDiff(await runLogits(fake, c.ids, c.shape), await runLogits(real, c.ids, c.shape))).toBeLessThanOrEqual(1e-3);
+    const report = JSON.parse(fs.readFileSync(ex.report, "utf8"));
+    for (const l of report.layers) {
+      expect(l.clip.rows_clipped, l.name).toBeGreaterThan(0);
+      expect(l.clip.min_shrink).toBeGreaterThanOrEqual(0.5);
+      expect(l.clip.mean_shrink).toBeLessThan(1);
+    }
+  });
+});
+
 describe("export of an anonymous export (unnamed nodes)", () => {
   it("qdq and matmulnbits still match fake-quant", async () => {
     const { anonymize } = await import("../../helpers/anonymize");

@@ -41,14 +41,24 @@ describe("GPTQ pass on stories260K", () => {
     expect(clip.layers).toHaveLength(35);
     let a = 0;
     let b = 0;
+    let clipped = 0;
+    let rows = 0;
     for (let i = 0; i < clip.layers.length; i++) {
       const name = clip.layers[i].layer.name;
       expect(clip.layers[i].proxyLoss!, name).toBeLessThanOrEqual(plain.layers[i].proxyLoss! * (1 + 1e-4));
       expect(clip.layers[i].proxyLossRtn, name).toBe(plain.layers[i].proxyLossRtn);
+      expect(plain.layers[i].clip, name).toBeUndefined();
+      const c = clip.layers[i].clip!;
+      expect(c.minShrink).toBeGreaterThanOrEqual(0.5);
+      expect(c.meanShrink).toBeGreaterThanOrEqual(c.minShrink);
+      expect(c.meanShrink).toBeLessThanOrEqual(1);
+      clipped += c.rowsClipped;
+      rows += clip.layers[i].layer.out;
       a += clip.layers[i].proxyLoss!;
       b += plain.layers[i].proxyLoss!;
     }
-    console.log(`stories260K W3 per-channel act-order: proxy-loss sum ${b.toFixed(3)} → ${a.toFixed(3)} with --clip`);
+    console.log(`stories260K W3 per-channel act-order: proxy-loss sum ${b.toFixed(3)} → ${a.toFixed(3)} with --clip; ${clipped}/${rows} rows clipped`);
+    expect(clipped).toBeGreaterThan(rows / 2);
     expect(a).toBeLessThan(0.9 * b);
   });
 

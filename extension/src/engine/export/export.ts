@@ -325,6 +325,7 @@ export function layerReport(lq: LayerQuant, form?: string, note?: string) {
     dead_columns: lq.deadColumns,
     ...(lq.rotation ? { rotation: { u: lq.rotation.u, v: lq.rotation.v, rescale: lq.rotation.rescale !== null } } : {}),
     ...(lq.perm ? { act_order_groups: "permuted" } : {}),
+    ...(lq.clip ? { clip: { rows_clipped: lq.clip.rowsClipped, mean_shrink: lq.clip.meanShrink, min_shrink: lq.clip.minShrink } } : {}),
     seconds: lq.seconds,
     ...(form ? { form } : {}),
     ...(note ? { note } : {}),

@@ -5,7 +5,7 @@ import { calibrate, calibrateSequential, type CalibrationOptions, type TapResult
 import type { TokenData } from "../calib/data";
 import { planTaps } from "../calib/taps";
 import { rtnDequantizeSync, rtnQuantize } from "../kernels/quant";
-import { gptqQuantize, type GptqInput } from "../kernels/gptq";
+import { gptqQuantize, type GptqInput, type GptqResult } from "../kernels/gptq";
 import { GPTQ_CLIP_SEARCH, gptqClipQuantize } from "./gptq-clip";
 import { checkConfig, type QuantConfig } from "./config";
 import { proxyLoss } from "./proxy";
@@ -52,6 +52,8 @@ export interface LayerQuant {
    * the codes is input perm[p]; groups are runs of p), so the layer computes x[:, perm]·W[:, perm]ᵀ.
    */
   perm?: Int32Array;
+  /** GPTQ with `clip`: the per-row range shrinks the search kept (quant/gptq-clip.ts). */
+  clip?: { rowsClipped: number; meanShrink: number; minShrink: number };
   seconds: number;
 }
 
@@ -255,6 +257,19 @@ async function chooseRotations(
   return chosen;
 }
 
+/** What the clipping search kept for a layer's rows. */
+function clipSummary(p: Float32Array): NonNullable<LayerQuant["clip"]> {
+  let sum = 0;
+  let min = 1;
+  let clipped = 0;
+  for (const x of p) {
+    sum += x;
+    if (x < min) min = x;
+    if (x < 1) clipped++;
+  }
+  return { rowsClipped: clipped, meanShrink: sum / p.length, minShrink: min };
+}
+
 async function quantizeLayer(
   model: OnnxModel,
   l: LinearLayer,
@@ -291,9 +306,8 @@ async function quantizeLayer(
   if (config.method === "gptq") {
     if (!hessian && !h32) throw new UsageError(`GPTQ needs the Hessian of '${l.input}' (calibration did not produce it)`);
     const permuted = config.actOrder && config.group > 0 && config.group < l.in && config.actOrderGroups === "permuted";
-    const run = config.clip
-      ? (input: GptqInput, o: { signal?: AbortSignal }) => gptqClipQuantize(input, GPTQ_CLIP_SEARCH, o)
-      : gptqQuantize;
+    const run = (input: GptqInput, o: { signal?: AbortSignal }): Promise<GptqResult & { rowShrink?: Float32Array }> =>
+      config.clip ? gptqClipQuantize(input, GPTQ_CLIP_SEARCH, o) : gptqQuantize(input, o);
     const g = await run(
       {
         w,
@@ -325,6 +339,7 @@ async function quantizeLayer(
       damp: g.damp,
       dampRetries: g.dampRetries,
       deadColumns: g.deadColumns,
+      ...(g.rowShrink ? { clip: clipSummary(g.rowShrink) } : {}),
       seconds: (performance.now() - t0) / 1000,
     };
   }
