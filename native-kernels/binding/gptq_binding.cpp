@@ -1,4 +1,4 @@
-// gptqQuantize(w, h, rows, cols, options, codes, scales, zeros, perm, groupIndex, cancel?, rowShrink?)
+// gptqQuantize(w, h, rows, cols, options, codes, scales, zeros, perm, groupIndex, cancel?, rowShrink?, rowLoss?)
 //   -> Promise<{damp, percdamp, dampRetries, deadColumns, proxyLoss, proxyLossRtn, weightEnergy}>
 //
 //   w: Float32Array [rows·cols]   W: [out, in] row-major          (read only)
@@ -8,6 +8,7 @@
 //   codes: Uint8Array [rows·cols], scales/zeros: Float32Array [rows·ngroups],
 //   perm/groupIndex: Int32Array [cols]   caller-allocated outputs (core/gptq.h has the layout)
 //   rowShrink: Float32Array [rows] in (0, 1], or undefined/null   per-row clipping (GptqOptions)
+//   rowLoss: Float64Array [rows], or undefined/null   out: GPTQ's accumulated loss per row (GptqOutputs)
 //
 // Always an AsyncWorker: even a small layer costs a cols³ factorization. A NaN/±Inf in w or h
 // rejects with a RangeError, code ERR_QUANTLENS_NON_FINITE, naming the argument, row and column
@@ -59,6 +60,7 @@ struct GptqArgs {
   ArrayArg<uint8_t> codes;
   ArrayArg<int32_t> perm, groupIndex;
   ArrayArg<float> rowShrink;  // data nullptr when absent
+  ArrayArg<double> rowLoss;   // data nullptr when absent
   size_t rows = 0, cols = 0;
   ql::GptqOptions options;
 };
@@ -110,6 +112,10 @@ GptqArgs ParseGptqArgs(const Napi::CallbackInfo& info) {
     }
     opt.rowShrink = a.rowShrink.data;
   }
+  if (info.Length() > 12 && !info[12].IsUndefined() && !info[12].IsNull()) {
+    a.rowLoss = Float64ArrayArg(info, 12, kFn, "rowLoss");
+    ExpectLength(env, "rowLoss", a.rowLoss.length, rows, "rows");
+  }
   const size_t ng = ql::gptqGroupCount(cols, opt.group);
   ExpectLength(env, "w", a.w.length, rows * cols, "rows·cols");
   ExpectLength(env, "h", a.h.length, cols * cols, "cols·cols");
@@ -132,7 +138,8 @@ GptqArgs ParseGptqArgs(const Napi::CallbackInfo& info) {
                         {"zeros", a.zeros.data, a.zeros.length * 4},
                         {"perm", a.perm.data, a.perm.length * 4},
                         {"groupIndex", a.groupIndex.data, a.groupIndex.length * 4},
-                        {"rowShrink", a.rowShrink.data, a.rowShrink.length * 4}};
+                        {"rowShrink", a.rowShrink.data, a.rowShrink.length * 4},
+                        {"rowLoss", a.rowLoss.data, a.rowLoss.length * 8}};
   for (size_t i = 2; i < sizeof(spans) / sizeof(spans[0]); i++) {
     for (size_t j = 0; j < i; j++) {
       if (Overlaps(spans[i].p, spans[i].bytes, spans[j].p, spans[j].bytes))
@@ -150,11 +157,13 @@ class GptqWorker : public PromiseWorker {
                                       a.perm.array, a.groupIndex.array})
       Keep(array);
     if (a.rowShrink.data) Keep(a.rowShrink.array);
+    if (a.rowLoss.data) Keep(a.rowLoss.array);
   }
 
  private:
   void Run(const ql::CancelFlag* cancel) override {
-    const ql::GptqOutputs out{a_.codes.data, a_.scales.data, a_.zeros.data, a_.perm.data, a_.groupIndex.data};
+    const ql::GptqOutputs out{a_.codes.data, a_.scales.data, a_.zeros.data, a_.perm.data, a_.groupIndex.data,
+                              a_.rowLoss.data};
     try {
       stats_ = ql::gptqQuantize(a_.w.data, a_.rows, a_.cols, a_.h.data, a_.options, out, cancel);
     } catch (const ql::GptqNonFinite& e) {

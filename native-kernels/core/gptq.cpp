@@ -236,6 +236,7 @@ GptqStats gptqQuantize(const float* W, size_t rows, size_t cols, const float* H,
   };
   loadWp();
 
+  if (out.rowLoss) std::fill(out.rowLoss, out.rowLoss + rows, 0.0);
   // Lazy batches [i1, i2): each panel of rows quantizes the batch's columns, spreading each
   // rounding error over the batch only; then one GEMM brings the batch's errors to all later
   // columns:  W[:, i2:] −= Err1 · U[i1:i2, i2:]   Err1: [rows, B], kept transposed as ErrT: [B, rows]
@@ -275,6 +276,12 @@ GptqStats gptqQuantize(const float* W, size_t rows, size_t cols, const float* H,
         pool().parallelFor(tasks, runPanels);
       }
       throwIfCancelled(cancel);
+      if (out.rowLoss) {
+        for (size_t i = i1; i < i2; i++) {
+          const float* e = ErrT.data() + (i - i1) * ldErr;
+          for (size_t r = 0; r < rows; r++) out.rowLoss[r] += static_cast<double>(e[r]) * e[r];
+        }
+      }
       if (i2 < cols) {
         if (gpu) {
           // The next batch reads columns [i2, i2 + B) and, with dynamic groups, up to G − 1 more.
@@ -295,13 +302,32 @@ GptqStats gptqQuantize(const float* W, size_t rows, size_t cols, const float* H,
     if (gpu.begin(Wp.data(), rows, cols, cols, U.data(), cols)) {
       done = runBatches(&gpu);
       gpu.end();
-      if (!done) loadWp();  // later columns of Wp are stale: start over on the CPU
+      if (!done) {
+        loadWp();  // later columns of Wp are stale: start over on the CPU
+        if (out.rowLoss) std::fill(out.rowLoss, out.rowLoss + rows, 0.0);
+      }
     }
   }
   if (!done) runBatches(nullptr);
   throwIfCancelled(cancel);
 
   ErrT = std::vector<float>();
+  if (out.rowLoss) {
+    // Σ err² is the damped loss e (H + λI) eᵀ: take λ‖e‖² off (dead inputs: w and q are 0 there).
+    forRowChunks(rows, cancel, [&](size_t r0, size_t r1) {
+      for (size_t r = r0; r < r1; r++) {
+        double e2 = 0;
+        for (size_t j = 0; j < cols; j++) {
+          if (dead[j]) continue;
+          const size_t g = r * L.ng + static_cast<size_t>(out.groupIndex[j]);
+          const double e = static_cast<double>(W[r * cols + j]) - rtn_dequant(out.codes[r * cols + j], out.scales[g], out.zeros[g]);
+          e2 += e * e;
+        }
+        out.rowLoss[r] -= stats.damp * e2;
+      }
+    });
+    throwIfCancelled(cancel);
+  }
   if (!options.losses) {
     stats.proxyLoss = stats.proxyLossRtn = stats.weightEnergy = std::numeric_limits<double>::quiet_NaN();
     return stats;

@@ -80,6 +80,11 @@ struct GptqOutputs {
   float* zeros = nullptr;
   int32_t* perm = nullptr;
   int32_t* groupIndex = nullptr;
+  /** Optional [rows]: each row's proxy loss e H eᵀ (undamped H, e = w − q) from GPTQ's own
+   *  bookkeeping: Σ_q err_q², err_q = (w_q − q_q) / U_qq, is e (H + λI) eᵀ (OBS: each step's loss
+   *  is exact given the compensation of the later columns), less λ‖e‖². O(rows·cols); nullptr
+   *  skips it. */
+  double* rowLoss = nullptr;
 };
 
 struct GptqStats {

@@ -376,6 +376,30 @@ describe.skipIf(NATIVE_DISABLED)("GPTQ invariants", () => {
     expect(ratios[25]).toBeLessThan(0.9);
   });
 
+  it("rowLoss (GPTQ's accumulated Σ err² less λ‖e‖²) is each row's proxy loss e H eᵀ (native and reference)", async () => {
+    let worst = 0;
+    for (const [seed, rows, cols, c] of [
+      [61, 24, 96, { group: 0, actOrder: true }],
+      [62, 20, 130, { group: 32, actOrder: true }],
+      [63, 16, 64, { group: 32, actOrder: true, staticGroups: true, blockSize: 16 }],
+      [64, 33, 80, { group: 0, bits: 2 as const }],
+      [65, 16, 96, { group: 32, actOrder: true, singular: true }], // N = 40 < 96: λ carries the small directions
+    ] as const) {
+      const layer = makeLayer(seed, rows, cols, "singular" in c ? { samples: 40 } : {});
+      const s = settings({ bits: 3, ...c });
+      for (const r of [await gptqQuantize(input(layer, s)), gptqReference(layer.w, rows, cols, layer.h, s)]) {
+        const e = errorOf(layer, r);
+        for (let i = 0; i < rows; i++) {
+          const want = proxyLossRef(e.subarray(i * cols, (i + 1) * cols), 1, cols, layer.h);
+          const d = rel(r.rowLoss[i], want);
+          worst = Math.max(worst, d);
+          expect(d, `${JSON.stringify(c)} row ${i}`).toBeLessThan(1e-4);
+        }
+      }
+    }
+    console.log(`rowLoss vs e H eᵀ: worst relative difference ${worst.toExponential(2)}`);
+  });
+
   it("per-row clipping: rows stay independent (a row alone = that row of the layer), shrink 1 = none", async () => {
     const layer = makeLayer(57, 40, 96);
     const u = uniform(58);

@@ -131,7 +131,7 @@ export interface NativeGptqKernels {
   gptqQuantize(
     w: Float32Array, h: Float32Array, rows: number, cols: number, options: GptqSettings,
     codes: Uint8Array, scales: Float32Array, zeros: Float32Array, perm: Int32Array, groupIndex: Int32Array,
-    cancel?: NativeCancelToken | null, rowShrink?: Float32Array | null,
+    cancel?: NativeCancelToken | null, rowShrink?: Float32Array | null, rowLoss?: Float64Array | null,
   ): Promise<NativeGptqStats>;
 }
 

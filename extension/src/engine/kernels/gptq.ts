@@ -112,9 +112,10 @@ export async function gptqQuantize(input: GptqInput, options: KernelCallOptions 
     zeros: new Float32Array(rows * ngroups),
     perm: new Int32Array(cols),
     groupIndex: new Int32Array(cols),
+    rowLoss: new Float64Array(rows),
   };
   const stats: NativeGptqStats = await withCancel(k, signal, "gptqQuantize", (token) =>
-    k.gptqQuantize(w, h, rows, cols, settings, out.codes, out.scales, out.zeros, out.perm, out.groupIndex, token, settings.rowShrink),
+    k.gptqQuantize(w, h, rows, cols, settings, out.codes, out.scales, out.zeros, out.perm, out.groupIndex, token, settings.rowShrink, out.rowLoss),
   );
   return finish({ ...out, ...stats, ngroups }, settings, "native");
 }
@@ -135,6 +136,7 @@ function finish(o: GptqOutput, s: GptqSettings, backend: GptqResult["backend"]):
     proxyLoss: o.proxyLoss,
     proxyLossRtn: o.proxyLossRtn,
     weightEnergy: o.weightEnergy,
+    rowLoss: o.rowLoss,
     relProxyLoss: rel(o.proxyLoss),
     relProxyLossRtn: rel(o.proxyLossRtn),
     backend,

@@ -71,6 +71,12 @@ export interface GptqOutput {
   proxyLossRtn: number;
   /** tr(W H Wᵀ). */
   weightEnergy: number;
+  /**
+   * [rows] each row's proxy loss e H eᵀ (undamped H, e = w − q), from GPTQ's own bookkeeping:
+   * Σ_q err_q² with err_q = (w_q − q_q) / U_qq equals e (H + λI) eᵀ (each OBS step's loss is exact
+   * given the compensation of the later columns), less λ‖e‖². O(rows·cols), no product with H.
+   */
+  rowLoss: Float64Array;
 }
 
 /** A zero (or tiny) percdamp escalates from this when H + λI does not factorize (as the addon). */
@@ -159,6 +165,7 @@ export function* gptqReferenceSteps(
   const invperm = new Int32Array(cols);
   for (let p = 0; p < cols; p++) invperm[perm[p]] = p;
   const started = new Uint8Array(ngroups);
+  const rowLoss = new Float64Array(rows);
   for (let i = 0; i < cols; i++) {
     if (batchStart && i % s.blockSize === 0) batchStart.set(Wq);
     const d = U[i * cols + i];
@@ -191,6 +198,7 @@ export function* gptqReferenceSteps(
       // err = (w − dq) / U_ii;  w[i+1:] −= err · U[i, i+1:]  (= (w − dq) / [H_F⁻¹]_ii · [H_F⁻¹]_{i, i+1:},
       // H_F⁻¹ the inverse Hessian of the columns not yet quantized: see core/gptq.cpp)
       const err = (w - rtnDequant(q, scales[g], zeros[g])) / d;
+      rowLoss[r] += err * err;
       for (let j = i + 1; j < cols; j++) Wq[row + j] -= err * U[i * cols + j];
     }
     if (lazyStatic) started[groupOf(i)] = 1;
@@ -211,7 +219,19 @@ export function* gptqReferenceSteps(
     proxyLoss: NaN,
     proxyLossRtn: NaN,
     weightEnergy: NaN,
+    rowLoss,
   };
+  // Σ err² is the damped loss: take λ‖e‖² off (dead inputs: w and q are 0 there, H's row too).
+  for (let r = 0; r < rows; r++) {
+    let e2 = 0;
+    for (let j = 0; j < cols; j++) {
+      if (dead[j]) continue;
+      const g = r * ngroups + groupIndex[j];
+      const e = W[r * cols + j] - rtnDequant(codes[r * cols + j], scales[g], zeros[g]);
+      e2 += e * e;
+    }
+    rowLoss[r] -= damping.lambda * e2;
+  }
   if (!s.losses) return result;
   const gptqError = dequantError(W, codes, scales, zeros, groupIndex, rows, cols, ngroups);
   result.proxyLoss = yield* proxyLossSteps(gptqError, rows, cols, H);

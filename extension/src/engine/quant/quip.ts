@@ -693,7 +693,7 @@ export async function quipQuantizeLayer(
       actOrder: s.actOrder, staticGroups: s.actOrder && s.group > 0, losses: false,
     };
     // With `clip`: each row's range shrink chosen on the proxy loss LDLQ reaches (gptq-clip.ts).
-    const r = s.clip ? await gptqClipQuantize(input, GPTQ_CLIP_SEARCH, { signal, lossH: hu }) : await gptqQuantize(input, { signal });
+    const r = s.clip ? await gptqClipQuantize(input, GPTQ_CLIP_SEARCH, { signal }) : await gptqQuantize(input, { signal });
     grid = { bits: s.bits, group: s.group >= cols ? 0 : s.group, scales: r.scales, zeros: r.zeros };
     codes = r.codes;
   }
