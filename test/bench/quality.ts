@@ -4,6 +4,7 @@
  * next to the numbers the papers' reference code got on the same model and data.
  *
  *   npx tsx test/bench/quality.ts [--only name,name] [--samples N] [--out FILE.json]
+ *   (--only: configurations whose name contains a term, or equals it with a leading '=')
  *
  * Needs ../shared/models (the evaluation and calibration text); prints a markdown table on
  * stderr and one JSON object as the last stdout line. Builds dist/ first (scripts/build.mjs).
@@ -98,7 +99,7 @@ function main() {
   const rows: Record<string, unknown>[] = [];
   try {
     for (const c0 of CONFIGS) {
-      if (only && !only.some((o) => c0.name.toLowerCase().includes(o))) continue;
+      if (only && !only.some((o) => (o.startsWith("=") ? c0.name.toLowerCase() === o.slice(1) : c0.name.toLowerCase().includes(o)))) continue;
       const runs = c0.seeds ? c0.seeds.map((seed) => ({ ...c0, seed, args: [...c0.args, "--seed", String(seed)] })) : [c0];
       let best: Record<string, unknown> | null = null;
       for (const c of runs) {
