@@ -29,7 +29,7 @@ export interface GptqClipSearch {
 
 export const GPTQ_CLIP_SEARCH: Readonly<GptqClipSearch> = { step: 0.05, minShrink: 0.5 };
 
-/** Bytes of stacked weight copies per GPTQ call (the call's peak is ~4× this). */
+/** Bytes of stacked weight copies per GPTQ call (the call holds ~2× this: the copies and its working weights). */
 const STACK_BYTES = 256 * 1024 * 1024;
 
 export interface GptqClipResult extends GptqResult {
