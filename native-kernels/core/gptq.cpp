@@ -312,17 +312,18 @@ GptqStats gptqQuantize(const float* W, size_t rows, size_t cols, const float* H,
   throwIfCancelled(cancel);
 
   ErrT = std::vector<float>();
+  // E = W − Q against the caller's W, once, for the row losses and the proxy loss; Wp's memory
+  // holds each error in turn, U's the Gram matrix EᵀE.
+  float* E = Wp.data();
+  float* G = U.data();
+  if (out.rowLoss || options.losses) dequantError(W, out.codes, out.scales, out.zeros, out.groupIndex, rows, cols, L.ng, E, cancel);
   if (out.rowLoss) {
-    // Σ err² is the damped loss e (H + λI) eᵀ: take λ‖e‖² off (dead inputs: w and q are 0 there).
+    // Σ err² is the damped loss e (H + λI) eᵀ: take λ‖e‖² off (dead inputs: H's row is 0 there).
     forRowChunks(rows, cancel, [&](size_t r0, size_t r1) {
       for (size_t r = r0; r < r1; r++) {
         double e2 = 0;
-        for (size_t j = 0; j < cols; j++) {
-          if (dead[j]) continue;
-          const size_t g = r * L.ng + static_cast<size_t>(out.groupIndex[j]);
-          const double e = static_cast<double>(W[r * cols + j]) - rtn_dequant(out.codes[r * cols + j], out.scales[g], out.zeros[g]);
-          e2 += e * e;
-        }
+        for (size_t j = 0; j < cols; j++)
+          if (!dead[j]) e2 += static_cast<double>(E[r * cols + j]) * E[r * cols + j];
         out.rowLoss[r] -= stats.damp * e2;
       }
     });
@@ -332,11 +333,6 @@ GptqStats gptqQuantize(const float* W, size_t rows, size_t cols, const float* H,
     stats.proxyLoss = stats.proxyLossRtn = stats.weightEnergy = std::numeric_limits<double>::quiet_NaN();
     return stats;
   }
-  // Losses against the caller's W and undamped H; Wp's memory holds each error in turn, U's the
-  // Gram matrix EᵀE.
-  float* E = Wp.data();
-  float* G = U.data();
-  dequantError(W, out.codes, out.scales, out.zeros, out.groupIndex, rows, cols, L.ng, E, cancel);
   stats.proxyLoss = proxyLoss(E, rows, cols, cols, H, cols, G, cancel);
 
   std::vector<uint8_t> rtnCodes(rows * cols);

@@ -4,7 +4,8 @@
  * next to the numbers the papers' reference code got on the same model and data.
  *
  *   npx tsx test/bench/quality.ts [--only name,name] [--samples N] [--out FILE.json]
- *   (--only: configurations whose name contains a term, or equals it with a leading '=')
+ *   (--only: configurations whose name contains a term, or equals it with a leading '='; separate
+ *   the terms with ';' to give names that contain commas)
  *
  * Needs ../shared/models (the evaluation and calibration text); prints a markdown table on
  * stderr and one JSON object as the last stdout line. Builds dist/ first (scripts/build.mjs).
@@ -86,7 +87,9 @@ function main() {
     return;
   }
   execFileSync(process.execPath, [path.join(ROOT, "scripts/build.mjs"), "--quiet"], { stdio: "inherit" });
-  const only = arg("--only")?.split(",").map((s) => s.trim().toLowerCase());
+  // Terms split on ";" when the argument has one (names themselves contain commas), else on ",".
+  const onlyArg = arg("--only");
+  const only = onlyArg?.split(onlyArg.includes(";") ? ";" : ",").map((s) => s.trim().toLowerCase());
   const samples = arg("--samples");
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "quantlens-quality-"));
   // A private copy of the CLI bundle (inside the repo, so onnxruntime-node resolves): a rebuild

@@ -77,7 +77,6 @@ describe("GPTQ with the per-row clipping search", () => {
       const total = mine.reduce((a, b) => a + b, 0);
       expect(Math.abs(clip.proxyLoss - total) / total).toBeLessThan(1e-4);
       expect(clip.proxyLossRtn).toBe(plain.proxyLossRtn);
-      expect(clip.relProxyLoss).toBeCloseTo(clip.proxyLoss / clip.weightEnergy, 12);
       // Assembled row by row, the result is exactly GPTQ with the chosen per-row shrink.
       for (const p of clip.rowShrink) expect(p >= GPTQ_CLIP_SEARCH.minShrink && p <= 1).toBe(true);
       const again = await gptqQuantize({ ...input, rowShrink: clip.rowShrink });

@@ -221,19 +221,15 @@ export function* gptqReferenceSteps(
     weightEnergy: NaN,
     rowLoss,
   };
-  // Σ err² is the damped loss: take λ‖e‖² off (dead inputs: w and q are 0 there, H's row too).
+  // E = W − Q once, for the row losses and the proxy loss. Σ err² is the damped loss: take λ‖e‖²
+  // off (dead inputs: H's row is 0 there).
+  const gptqError = dequantError(W, codes, scales, zeros, groupIndex, rows, cols, ngroups);
   for (let r = 0; r < rows; r++) {
     let e2 = 0;
-    for (let j = 0; j < cols; j++) {
-      if (dead[j]) continue;
-      const g = r * ngroups + groupIndex[j];
-      const e = W[r * cols + j] - rtnDequant(codes[r * cols + j], scales[g], zeros[g]);
-      e2 += e * e;
-    }
+    for (let j = 0; j < cols; j++) if (!dead[j]) e2 += gptqError[r * cols + j] ** 2;
     rowLoss[r] -= damping.lambda * e2;
   }
   if (!s.losses) return result;
-  const gptqError = dequantError(W, codes, scales, zeros, groupIndex, rows, cols, ngroups);
   result.proxyLoss = yield* proxyLossSteps(gptqError, rows, cols, H);
   const rtn = rtnQuantizeRef(W, rows, cols, ngroups === 1 ? 0 : s.group, spec);
   const natural = Int32Array.from({ length: cols }, (_, j) => (ngroups === 1 ? 0 : Math.floor(j / G)));
